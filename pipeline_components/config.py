@@ -1,0 +1,328 @@
+"""Typed, validated configuration: params.yaml plus overrides, through one code path.
+
+``load_config(path, overrides)`` is the only way code gets a config. Overrides come from the CLI
+(``abx ... --set training.n_trials=20``) or from a dict (the Airflow run conf); both are dotted key
+paths applied to the raw YAML mapping *before* validation, so every source is checked by the same
+pydantic models. Models are frozen and forbid unknown keys: a typo in params.yaml is an error that
+names the file and the key path, never a silently ignored knob.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipeline_components.errors import ConfigError
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- experiment / paths
+class ExperimentConfig(_Section):
+    name: str = Field("abx-demo", min_length=1)
+    id: str = Field("local", min_length=1, pattern=r"^[A-Za-z0-9_.:+-]+$")
+    seed: int = Field(42, ge=0)
+    state_dir: Path = Path(".abx")
+    schedule: str = "0 2 * * *"
+
+
+# --------------------------------------------------------------------------- data
+class SyntheticConfig(_Section):
+    n_users: int = Field(20_000, ge=100, le=10_000_000)
+    n_numeric: int = Field(6, ge=1, le=200)
+    positive_rate: float = Field(0.2, gt=0.0, lt=1.0)
+    covariate_correlation: float = Field(0.6, ge=0.0, lt=1.0)
+    drift: float = Field(0.0, ge=0.0, le=5.0)
+
+
+class DataConfig(_Section):
+    source: Literal["synthetic", "file"] = "synthetic"
+    path: Path | None = None
+    raw_path: Path = Path("data/raw/users.parquet")
+    id_column: str = "user_id"
+    target_column: str = "converted"
+    covariate_column: str | None = "pre_activity"
+    numeric_features: list[str] = Field(default_factory=list)
+    categorical_features: dict[str, list[str]] = Field(default_factory=dict)
+    synthetic: SyntheticConfig = SyntheticConfig()
+
+    @model_validator(mode="after")
+    def _file_needs_path(self) -> DataConfig:
+        if self.source == "file" and self.path is None:
+            raise ValueError("data.source is 'file' but data.path is not set")
+        return self
+
+
+# --------------------------------------------------------------------------- validation
+class ValidationConfig(_Section):
+    min_rows: int = Field(100, ge=1)
+    max_null_fraction: float = Field(0.0, ge=0.0, le=1.0)
+    numeric_range: tuple[float, float] = (-1e6, 1e6)
+    covariate_range: tuple[float, float] = (0.0, 1e6)
+    target_rate_range: tuple[float, float] = (0.01, 0.99)
+    report_path: Path = Path("data/validation/result.json")
+
+
+# --------------------------------------------------------------------------- features
+class FeaturesConfig(_Section):
+    out_dir: Path = Path("data/features")
+    validation_fraction: float = Field(0.2, gt=0.0, lt=0.5)
+    holdout_fraction: float = Field(0.3, gt=0.0, lt=0.8)
+    scale_numeric: bool = True
+
+
+# --------------------------------------------------------------------------- training
+class TrainingConfig(_Section):
+    families: list[str] = Field(default_factory=lambda: ["logreg", "extra_trees", "hist_gbdt"])
+    search_spaces: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=dict)
+    metric: Literal["roc_auc", "neg_log_loss", "accuracy"] = "roc_auc"
+    cv_folds: int = Field(3, ge=2, le=20)
+    n_trials: int = Field(20, ge=1, le=10_000)
+    timeout_s: float = Field(600.0, gt=0.0)
+    workers: int = Field(2, ge=1, le=64)
+    pruning: bool = True
+    storage: str | None = None  # None: JournalFileBackend under the state dir; else an RDB URL
+
+
+class TrackingConfig(_Section):
+    tracking_uri: str | None = None  # None: sqlite under the state dir
+    experiment_name: str = "abx"
+
+
+class RegistryConfig(_Section):
+    model_name: str = Field("abx-model", min_length=1)
+    gate_metric: Literal["roc_auc", "log_loss", "accuracy"] = "roc_auc"
+    gate_margin: float = 0.0
+
+
+# --------------------------------------------------------------------------- serving / canary
+class GuardrailConfig(_Section):
+    window_s: float = Field(30.0, gt=0.0)
+    min_requests: int = Field(50, ge=1)
+    max_error_rate: float = Field(0.05, ge=0.0, le=1.0)
+    latency_quantile: float = Field(0.99, gt=0.0, lt=1.0)
+    max_latency_ms: float = Field(250.0, gt=0.0)
+
+
+class ServingConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=0, le=65535)
+    salt: str | None = None  # None: the experiment id
+    weights: dict[str, float] = Field(default_factory=lambda: {"champion": 0.95, "challenger": 0.05})
+    shadow: bool = False
+    store_url: str | None = None  # None: sqlite (WAL) under the state dir
+    admin_token: str | None = None  # None: read ABX_ADMIN_TOKEN from the environment
+    max_batch: int = Field(256, ge=1)
+    max_body_bytes: int = Field(1_000_000, ge=1024)
+    flush_interval_s: float = Field(0.2, gt=0.0)
+    flush_max_rows: int = Field(500, ge=1)
+    backend: Literal["local", "docker"] = "local"
+    # Fault injection for demos and tests: share of challenger calls that raise.
+    challenger_failure_rate: float = Field(0.0, ge=0.0, le=1.0)
+    guardrails: GuardrailConfig = GuardrailConfig()
+
+    @field_validator("weights")
+    @classmethod
+    def _weights_valid(cls, v: dict[str, float]) -> dict[str, float]:
+        if not v:
+            raise ValueError("at least one variant weight is needed")
+        if any(w < 0 for w in v.values()):
+            raise ValueError("weights must be >= 0")
+        if sum(v.values()) <= 0:
+            raise ValueError("weights must not all be 0")
+        return v
+
+
+class CanaryConfig(_Section):
+    steps: list[float] = Field(default_factory=lambda: [0.05, 0.25, 0.5])
+    min_samples_per_step: int = Field(200, ge=1)
+    max_duration_s: float = Field(600.0, gt=0.0)
+
+    @field_validator("steps")
+    @classmethod
+    def _steps_valid(cls, v: list[float]) -> list[float]:
+        if not v:
+            raise ValueError("at least one canary step is needed")
+        if any(not 0.0 < s <= 1.0 for s in v):
+            raise ValueError("each step is a challenger traffic share in (0, 1]")
+        if sorted(v) != v:
+            raise ValueError("steps must be increasing")
+        return v
+
+
+# --------------------------------------------------------------------------- analysis
+class DriftConfig(_Section):
+    psi_threshold: float = Field(0.2, gt=0.0)
+    p_threshold: float = Field(0.001, gt=0.0, lt=1.0)
+    blocks_promotion: bool = True
+
+
+class AnalysisConfig(_Section):
+    primary_metric: Literal["reward", "outcome"] = "reward"
+    metric_type: Literal["binary", "continuous"] = "binary"
+    alpha: float = Field(0.05, gt=0.0, lt=0.5)
+    power: float = Field(0.8, gt=0.0, lt=1.0)
+    mde: float = Field(0.02, gt=0.0)
+    baseline_rate: float = Field(0.75, gt=0.0, lt=1.0)
+    method: Literal["msprt", "gst", "fixed"] = "msprt"
+    max_looks: int = Field(10, ge=1)
+    srm_p_threshold: float = Field(0.001, gt=0.0, lt=1.0)
+    cuped: bool = True
+    min_units_per_arm: int = Field(100, ge=2)
+    error_rate_margin: float = Field(0.01, ge=0.0)
+    latency_margin_ms: float = Field(20.0, ge=0.0)
+    drift: DriftConfig = DriftConfig()
+
+
+# --------------------------------------------------------------------------- simulator / report
+class SimulatorConfig(_Section):
+    rate_per_s: float = Field(200.0, gt=0.0)
+    concurrency: int = Field(8, ge=1, le=256)
+    max_requests: int = Field(2000, ge=1)
+    feedback_delay_s: float = Field(0.0, ge=0.0)
+
+
+class ReportConfig(_Section):
+    out_dir: Path = Path("reports")
+
+
+class Config(_Section):
+    experiment: ExperimentConfig = ExperimentConfig()
+    data: DataConfig = DataConfig()
+    validation: ValidationConfig = ValidationConfig()
+    features: FeaturesConfig = FeaturesConfig()
+    training: TrainingConfig = TrainingConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    registry: RegistryConfig = RegistryConfig()
+    serving: ServingConfig = ServingConfig()
+    canary: CanaryConfig = CanaryConfig()
+    analysis: AnalysisConfig = AnalysisConfig()
+    simulator: SimulatorConfig = SimulatorConfig()
+    report: ReportConfig = ReportConfig()
+
+    # ------------------------------------------------------------------ derived locations
+    @property
+    def state_dir(self) -> Path:
+        return self.experiment.state_dir
+
+    @property
+    def experiment_dir(self) -> Path:
+        """Everything a run writes is keyed by the experiment id, so retries are harmless."""
+        return self.state_dir / "experiments" / self.experiment.id
+
+    @property
+    def tracking_uri(self) -> str:
+        if self.tracking.tracking_uri:
+            return self.tracking.tracking_uri
+        return f"sqlite:///{(self.state_dir / 'mlflow.db').resolve()}"
+
+    @property
+    def store_url(self) -> str:
+        if self.serving.store_url:
+            return self.serving.store_url
+        return f"sqlite:///{(self.state_dir / 'predictions.db').resolve()}"
+
+    @property
+    def salt(self) -> str:
+        return self.serving.salt or self.experiment.id
+
+    def params_hash(self) -> str:
+        """Stable hash of the effective config (lineage tag on every model version)."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- loading
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """Turn CLI ``key.path=value`` strings into a dict; values are parsed as YAML scalars/lists."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. training.n_trials=20")
+        try:
+            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {key}: value {raw!r} is not valid YAML: {exc}") from exc
+    return out
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """Apply dotted-path overrides to a nested mapping (a copy); nested dict values merge too."""
+    merged: dict[str, Any] = json.loads(json.dumps(raw, default=str))
+    for dotted, value in overrides.items():
+        parts = [p for p in str(dotted).split(".") if p]
+        if not parts:
+            raise ConfigError(f"{source}: empty override key")
+        node = merged
+        for i, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                where = ".".join(parts[: i + 1])
+                raise ConfigError(f"{source}: cannot set {dotted!r}: {where!r} is not a mapping")
+            node = child
+        node[parts[-1]] = value
+    return merged
+
+
+def _format_validation_error(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (typo? see params.yaml for the known keys)"
+        got = err.get("input")
+        got_txt = "" if err["type"] in ("extra_forbidden", "missing") else f" (got {got!r})"
+        lines.append(f"{source}: {loc}: {msg}{got_txt}")
+    return "\n".join(lines)
+
+
+def config_from_mapping(
+    raw: Mapping[str, Any], overrides: Mapping[str, Any] | None = None, source: str = "<dict>"
+) -> Config:
+    """Validate a raw mapping (plus overrides) into a Config, or raise ConfigError naming the key."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{source}: top level must be a mapping, got {type(raw).__name__}")
+    merged = apply_overrides(dict(raw), overrides or {}, source if not overrides else "override")
+    try:
+        return Config.model_validate(merged)
+    except ValidationError as exc:
+        where = source if not overrides else f"{source} (+ overrides)"
+        raise ConfigError(_format_validation_error(exc, where)) from None
+
+
+def load_config(
+    path: str | Path | None = DEFAULT_PARAMS, overrides: Mapping[str, Any] | None = None
+) -> Config:
+    """Load params.yaml (or embedded defaults when ``path`` is None) and apply overrides.
+
+    Args:
+        path: the YAML file; ``None`` means the built-in defaults only.
+        overrides: dotted key paths to values, from ``--set`` or an Airflow run conf.
+
+    Raises:
+        ConfigError: the file is missing or not YAML, or a key is unknown, mistyped or out of range.
+    """
+    raw: Any = {}
+    source = "<defaults>"
+    if path is not None:
+        p = Path(path)
+        source = str(p)
+        if not p.is_file():
+            raise ConfigError(f"{p}: config file not found")
+        try:
+            raw = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
+    return config_from_mapping(raw, overrides, source)

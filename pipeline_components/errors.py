@@ -1,0 +1,67 @@
+"""One exception hierarchy for abx.
+
+Every error a user can cause (bad config, bad data, bad request, an unreachable service) is an
+``AbxError`` whose message names *where* the problem is (file, key, column, field) and what was
+expected. The CLI maps each class to its own exit code and prints one readable line, so scripts and
+Airflow can tell a data problem from a config problem without parsing text.
+"""
+
+from __future__ import annotations
+
+
+class AbxError(Exception):
+    """Base class of every error abx raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(AbxError):
+    """params.yaml, a ``--set`` override or an Airflow run conf is invalid."""
+
+    exit_code = 2
+
+
+class DataError(AbxError):
+    """An input data file is missing, unreadable or of the wrong format."""
+
+    exit_code = 3
+
+
+class DataValidationError(DataError):
+    """The data was read but failed its Great Expectations suite."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, report_path: str | None = None) -> None:
+        super().__init__(message)
+        self.report_path = report_path
+
+
+class TrackingError(AbxError):
+    """The MLflow tracking server / registry cannot be reached or refused an operation."""
+
+    exit_code = 5
+
+
+class RegistryError(AbxError):
+    """A registered model, version or alias is missing or in an unexpected state."""
+
+    exit_code = 6
+
+
+class DeploymentError(AbxError):
+    """A deployment backend could not start, reach or stop a router / model server."""
+
+    exit_code = 7
+
+
+class AnalysisError(AbxError):
+    """The experiment data cannot be analysed (e.g. the store is unreachable)."""
+
+    exit_code = 8
+
+
+class ExperimentLockedError(AbxError):
+    """Another run holds the lock on the registered model's aliases."""
+
+    exit_code = 9

@@ -1,0 +1,134 @@
+"""The prediction and feedback log: one SQLAlchemy Core schema for SQLite (WAL) and PostgreSQL.
+
+The router writes here (batched, off the request path); the analysis stage reads here. Keeping
+the schema in one module is what lets "every prediction names its variant and model version"
+hold for both sides. SQLite is the embedded default; PostgreSQL is the scale-out store for several
+router processes. Switching is the URL, never code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    event,
+    func,
+    select,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from pipeline_components.errors import AnalysisError
+
+metadata = MetaData()
+
+predictions = Table(
+    "predictions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("experiment_id", String(128), nullable=False),
+    Column("ts", Float, nullable=False),  # unix epoch seconds
+    Column("request_id", String(64), nullable=False),
+    Column("unit_id", String(128), nullable=False),
+    Column("variant", String(64), nullable=False),
+    Column("model_version", String(64), nullable=False),
+    Column("prediction", Float, nullable=True),  # P(positive); NULL when status != ok
+    Column("latency_ms", Float, nullable=False),
+    Column("status", String(16), nullable=False),  # ok | error | fallback
+    Column("served", Boolean, nullable=False, default=True),  # False: a shadow score, not shown
+    Column("features", JSON, nullable=True),  # raw feature row, for drift analysis
+    Index("ix_predictions_exp_req", "experiment_id", "request_id"),
+    Index("ix_predictions_exp_unit", "experiment_id", "unit_id"),
+)
+
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("experiment_id", String(128), nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("request_id", String(64), nullable=True),
+    Column("unit_id", String(128), nullable=True),
+    Column("outcome", Float, nullable=False),  # the delayed label (0/1) or a numeric outcome
+    Column("reward", Float, nullable=True),  # business reward of the served decision, if known
+    Index("ix_feedback_exp_req", "experiment_id", "request_id"),
+    Index("ix_feedback_exp_unit", "experiment_id", "unit_id"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("experiment_id", String(128), nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("kind", String(32), nullable=False),  # breaker | weights | promote | rollback | ...
+    Column("detail", JSON, nullable=True),
+)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine for ``url`` and make sure the tables exist.
+
+    SQLite gets WAL (readers never block the router's writer) and a busy timeout; the parent
+    folder is created. PostgreSQL URLs without a driver use psycopg 3.
+    """
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    try:
+        if url.startswith("sqlite:///"):
+            from pathlib import Path
+
+            db_path = url[len("sqlite:///") :]
+            if db_path and db_path != ":memory:":
+                Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(url, connect_args={"check_same_thread": False})
+            event.listen(engine, "connect", _sqlite_pragmas)
+        else:
+            engine = create_engine(url, pool_pre_ping=True)
+        metadata.create_all(engine)
+    except SQLAlchemyError as exc:
+        raise AnalysisError(f"prediction store {url!r} is not reachable: {exc}") from exc
+    return engine
+
+
+def insert_rows(engine: Engine, table: Table, rows: Iterable[Mapping[str, Any]]) -> int:
+    """Insert rows in one transaction (executemany); returns the count written."""
+    batch = list(rows)
+    if not batch:
+        return 0
+    with engine.begin() as conn:
+        conn.execute(table.insert(), batch)
+    return len(batch)
+
+
+def count_rows(engine: Engine, table: Table, experiment_id: str) -> int:
+    with engine.connect() as conn:
+        q = select(func.count()).select_from(table).where(table.c.experiment_id == experiment_id)
+        return int(conn.execute(q).scalar_one())
+
+
+def read_frame(engine: Engine, table: Table, experiment_id: str) -> pd.DataFrame:
+    """All rows of one experiment as a DataFrame (analysis side; never on the request path)."""
+    with engine.connect() as conn:
+        q = select(table).where(table.c.experiment_id == experiment_id).order_by(table.c.id)
+        return pd.DataFrame(conn.execute(q).mappings().all(), columns=[c.name for c in table.c])
