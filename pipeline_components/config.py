@@ -60,6 +60,12 @@ class DataConfig(_Section):
     def _file_needs_path(self) -> DataConfig:
         if self.source == "file" and self.path is None:
             raise ValueError("data.source is 'file' but data.path is not set")
+        n_listed, n_numeric = len(self.numeric_features), self.synthetic.n_numeric
+        if self.source == "synthetic" and n_listed and n_listed != n_numeric:
+            raise ValueError(
+                f"data.synthetic.n_numeric is {n_numeric} but data.numeric_features lists "
+                f"{n_listed} names; make them agree (or empty the list to get x0..x{{n-1}})"
+            )
         return self
 
 
@@ -147,6 +153,9 @@ class CanaryConfig(_Section):
     steps: list[float] = Field(default_factory=lambda: [0.05, 0.25, 0.5])
     min_samples_per_step: int = Field(200, ge=1)
     max_duration_s: float = Field(600.0, gt=0.0)
+    lock_timeout_s: float = Field(60.0, ge=0.0)  # wait for the registry alias lock, then fail
+    flush_wait_s: float = Field(10.0, ge=0.0)  # wait for the router's log writer before analysing
+    inject_failure: bool = False  # fault injection (tests/demos): the canary task raises
 
     @field_validator("steps")
     @classmethod
@@ -176,6 +185,8 @@ class AnalysisConfig(_Section):
     baseline_rate: float = Field(0.75, gt=0.0, lt=1.0)
     method: Literal["msprt", "gst", "fixed"] = "msprt"
     max_looks: int = Field(10, ge=1)
+    gst_spending: Literal["obf", "pocock"] = "obf"
+    msprt_tau: float | None = Field(None, gt=0.0)  # None: the mde
     srm_p_threshold: float = Field(0.001, gt=0.0, lt=1.0)
     cuped: bool = True
     min_units_per_arm: int = Field(100, ge=2)
@@ -190,6 +201,7 @@ class SimulatorConfig(_Section):
     concurrency: int = Field(8, ge=1, le=256)
     max_requests: int = Field(2000, ge=1)
     feedback_delay_s: float = Field(0.0, ge=0.0)
+    timeout_s: float = Field(10.0, gt=0.0)  # per HTTP request
 
 
 class ReportConfig(_Section):
@@ -257,21 +269,47 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def _section_type(path: list[str]) -> type[BaseModel] | None:
+    """The config section model at ``path`` (e.g. ["serving", "guardrails"]), or None for a leaf."""
+    model: type[BaseModel] = Config
+    for part in path:
+        field = model.model_fields.get(part)
+        ann = field.annotation if field else None
+        if not (isinstance(ann, type) and issubclass(ann, _Section)):
+            return None
+        model = ann
+    return model
+
+
+def _set(node: dict[str, Any], parts: list[str], value: Any, dotted: str, source: str) -> None:
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            where = ".".join(parts[: i + 1])
+            raise ConfigError(f"{source}: cannot set {dotted!r}: {where!r} is not a mapping")
+        node = child
+    key = parts[-1]
+    if isinstance(value, Mapping) and _section_type(parts) is not None:
+        # A mapping given for a whole section merges key by key: {"serving": {"port": 1}} keeps
+        # the other serving keys of params.yaml. Leaf dicts (weights, search spaces) replace.
+        for sub_key, sub_value in value.items():
+            _set(node, [key, str(sub_key)], sub_value, f"{dotted}.{sub_key}", source)
+    else:
+        node[key] = value
+
+
 def apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any], source: str) -> dict[str, Any]:
-    """Apply dotted-path overrides to a nested mapping (a copy); nested dict values merge too."""
+    """Apply dotted-path overrides to a nested mapping (a copy).
+
+    Keys are dotted paths (``training.n_trials``); a mapping value for a config *section* merges
+    into it, a mapping value for a leaf (``serving.weights``) replaces it.
+    """
     merged: dict[str, Any] = json.loads(json.dumps(raw, default=str))
     for dotted, value in overrides.items():
         parts = [p for p in str(dotted).split(".") if p]
         if not parts:
             raise ConfigError(f"{source}: empty override key")
-        node = merged
-        for i, part in enumerate(parts[:-1]):
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                where = ".".join(parts[: i + 1])
-                raise ConfigError(f"{source}: cannot set {dotted!r}: {where!r} is not a mapping")
-            node = child
-        node[parts[-1]] = value
+        _set(merged, parts, value, str(dotted), source)
     return merged
 
 

@@ -25,7 +25,8 @@ def main() -> None:
     try:
         app()
     except AbxError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        console.print("[bold red]error:[/]", markup=True, end=" ")
+        console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
 
 

@@ -1,0 +1,1 @@
+"""Reproducible benchmarks: each module prints its figures (and ratios vs a same-run baseline)."""

@@ -1,0 +1,163 @@
+"""Serving benchmark: (a) bare FastAPI, (b) abx router 90/10 with logging, (c) mlflow serve.
+
+All three serve the same registered logistic-regression pipeline with one uvicorn worker and
+OMP_NUM_THREADS=1, on loopback, one after another, under the same bounded load (wrk, 1 thread,
+``--connections`` keep-alive connections). (a) and (b) are measured ``--rounds`` times,
+interleaved, best round kept (the machine is shared); ratios compare figures from this run only.
+Targets (issue 4): b/a throughput >= 0.9, p99(b) - p99(a) <= 2 ms, b/c throughput >= 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from benchmarks.serving.loadgen import Result, run
+
+ENV = {"OMP_NUM_THREADS": "1", "MLFLOW_DISABLE_TELEMETRY": "true", "PYTHONUNBUFFERED": "1"}
+
+
+def _wait(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server for {url} exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code in (200, 405):
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} not ready after {timeout_s} s")
+
+
+def _spawn(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, **ENV, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    with open(log, "ab") as f:
+        return subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+def _line(name: str, r: Result) -> str:
+    return (f"  {name:<34} {r.rps:9.1f} req/s   p50 {r.p50_ms:7.2f} ms   p99 {r.p99_ms:7.2f} ms"
+            f"   n={r.requests} non2xx={r.non_2xx}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="benchmarks serving", description=__doc__)
+    p.add_argument("--duration", type=int, default=10, help="seconds per measurement")
+    p.add_argument("--connections", type=int, default=8)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--quick", action="store_true", help="3 s, 1 round (smoke run)")
+    p.add_argument("--skip-mlflow", action="store_true")
+    a = p.parse_args(argv)
+    if a.quick:
+        a.duration, a.rounds = 3, 1
+    work = Path(tempfile.mkdtemp(prefix="abx-bench-serving-"))
+    try:
+        _bench(a, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _bench(a: argparse.Namespace, work: Path) -> None:
+    from pipeline_components.config import load_config
+    from pipeline_components.deploy import LocalBackend
+    from pipeline_components.serving.testing import (
+        TEST_DATA,
+        make_test_config,
+        register_test_models,
+        sample_rows,
+    )
+    from pipeline_components.store import count_rows, make_engine, predictions
+
+    os.environ.update(ENV)
+    register_test_models(load_config(None, {**TEST_DATA, "experiment.state_dir": str(work)}))
+    cfg = make_test_config(work, work / "router", {
+        "serving.weights": {"champion": 0.9, "challenger": 0.1}, "experiment.id": "bench"})
+    feats: dict[str, Any] = sample_rows(cfg, 1)[0]
+    print(f"model: LR pipeline ({len(feats)} raw features), wrk -t1 -c{a.connections} "
+          f"-d{a.duration}s, rounds={a.rounds}, cpus={os.cpu_count()}, "
+          f"load avg {os.getloadavg()[0]:.1f}", flush=True)
+
+    from pipeline_components.deploy.local import free_port
+
+    port_a = free_port()
+    bare = _spawn([sys.executable, "-m", "benchmarks.serving.bare_app", "--port", str(port_a),
+                   "--model-uri", "models:/abx-model/1", "--tracking-uri", cfg.tracking_uri],
+                  work / "bare.log")
+    backend = LocalBackend()
+    dep = backend.start(cfg)
+    _wait(f"http://127.0.0.1:{port_a}/readyz", bare)
+    res: dict[str, list[Result]] = {"a": [], "b": []}
+    try:
+        for url in (f"http://127.0.0.1:{port_a}", dep.url):  # warm-up
+            run(url, "/predict", feats, None, 1, a.connections)
+        for _ in range(a.rounds):
+            res["a"].append(run(f"http://127.0.0.1:{port_a}", "/predict", feats, None,
+                                a.duration, a.connections))
+            res["b"].append(run(dep.url, "/predict", feats, None, a.duration, a.connections))
+    finally:
+        _stop(bare)
+        backend.stop(dep)
+    stored = count_rows(make_engine(cfg.store_url), predictions, "bench")
+    sent = sum(r.requests for r in res["b"])
+    ra, rb = (max(res[k], key=lambda r: r.rps) for k in ("a", "b"))
+    rc = None if a.skip_mlflow else _mlflow_serve(cfg, feats, a, work)
+    _report(ra, rb, rc, stored, sent)
+
+
+def _mlflow_serve(cfg: Any, feats: dict[str, Any], a: argparse.Namespace, work: Path) -> Result:
+    import json
+
+    from pipeline_components.deploy.local import free_port
+
+    port = free_port()
+    mlflow_bin = str(Path(sys.executable).parent / "mlflow")
+    proc = _spawn([mlflow_bin, "models", "serve", "-m", "models:/abx-model/1", "--env-manager",
+                   "local", "--host", "127.0.0.1", "-p", str(port), "-w", "1"],
+                  work / "mlflow.log")
+    os.environ["MLFLOW_TRACKING_URI"] = cfg.tracking_uri
+    body = json.dumps({"dataframe_split": {"columns": list(feats), "data": [list(feats.values())]}})
+    try:
+        _wait(f"http://127.0.0.1:{port}/ping", proc)
+        run(f"http://127.0.0.1:{port}", "/invocations", None, body, 1, a.connections)
+        return run(f"http://127.0.0.1:{port}", "/invocations", None, body, a.duration,
+                   a.connections)
+    finally:
+        _stop(proc)
+
+
+def _report(ra: Result, rb: Result, rc: Result | None, stored: int, sent: int) -> None:
+    print(_line("(a) bare FastAPI + numpy", ra))
+    print(_line("(b) abx router 90/10, logging on", rb))
+    if rc is not None:
+        print(_line("(c) mlflow models serve", rc))
+    print(f"  b/a throughput {rb.rps / ra.rps:.2f}x (target >= 0.9)   "
+          f"p99(b) - p99(a) {rb.p99_ms - ra.p99_ms:+.2f} ms (target <= 2)")
+    if rc is not None:
+        print(f"  b/c throughput {rb.rps / rc.rps:.2f}x (target >= 3)   "
+              f"a/c {ra.rps / rc.rps:.2f}x")
+    print(f"  router rows stored {stored} for {sent} requests wrk completed "
+          f"(plus warm-up and requests cut off at the end of each run)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,29 @@
+"""Reason codes: constants, so the DAG, the report and the tests branch on names, not on prose."""
+
+from __future__ import annotations
+
+SRM = "SRM"
+GUARDRAIL_ERROR_RATE = "GUARDRAIL_ERROR_RATE"
+GUARDRAIL_LATENCY = "GUARDRAIL_LATENCY"
+GUARDRAIL_UNPROVEN = "GUARDRAIL_UNPROVEN"
+EFFECT_POSITIVE = "EFFECT_POSITIVE"
+EFFECT_NEGATIVE = "EFFECT_NEGATIVE"
+EFFECT_INCONCLUSIVE = "EFFECT_INCONCLUSIVE"
+NO_EFFECT_AT_HORIZON = "NO_EFFECT_AT_HORIZON"
+NOT_ENOUGH_DATA = "NOT_ENOUGH_DATA"
+DRIFT = "DRIFT"
+PENDING_FEEDBACK = "PENDING_FEEDBACK"
+SHADOW_BETTER = "SHADOW_BETTER"
+SHADOW_WORSE = "SHADOW_WORSE"
+
+# Result-level reasons: why a single test could not be computed.
+ZERO_VARIANCE = "ZERO_VARIANCE"
+NO_COVARIATE = "NO_COVARIATE"
+
+#: Reasons that end the experiment with a rollback when they block.
+ROLLBACK_CODES = frozenset(
+    {SRM, GUARDRAIL_ERROR_RATE, GUARDRAIL_LATENCY, EFFECT_NEGATIVE, NO_EFFECT_AT_HORIZON,
+     SHADOW_WORSE}
+)
+#: Reasons that make a challenger eligible for promotion.
+PROMOTE_CODES = frozenset({EFFECT_POSITIVE, SHADOW_BETTER})

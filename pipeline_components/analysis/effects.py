@@ -1,0 +1,120 @@
+"""Primary-metric comparisons: summaries per arm, CUPED, the configured test, Holm for A/B/n."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+from statsmodels.stats.multitest import multipletests
+
+from pipeline_components.analysis import codes
+from pipeline_components.analysis.cuped import CupedResult, cuped
+from pipeline_components.analysis.decision import Comparison
+from pipeline_components.analysis.fixed import EffectResult, proportion_test, welch_test
+from pipeline_components.analysis.gst import gst_test
+from pipeline_components.analysis.planning import fixed_information
+from pipeline_components.analysis.sequential import msprt_test
+from pipeline_components.analysis.summaries import RegressionSummary, SampleMean
+from pipeline_components.config import Config
+
+CONTROL = "champion"
+
+
+def attach_covariate(
+    unit_values: pd.DataFrame, covariates: pd.DataFrame | None, cfg: Config
+) -> pd.DataFrame | None:
+    """unit_values plus an ``x`` column, or None when no covariate matches any unit.
+
+    Units without a covariate get the mean of the matched ones, which leaves them unadjusted.
+    """
+    id_col, cov_col = cfg.data.id_column, cfg.data.covariate_column
+    if covariates is None or cov_col is None or not {id_col, cov_col} <= set(covariates.columns):
+        return None
+    cov = covariates[[id_col, cov_col]].dropna().astype({id_col: str})
+    cov = cov.drop_duplicates(id_col).set_index(id_col)[cov_col].astype(float)
+    x = unit_values["unit_id"].map(cov)
+    if x.notna().sum() < 2:
+        return None
+    return unit_values.assign(x=x.fillna(x.mean()))
+
+
+def _is_binary(values: pd.Series) -> bool:
+    return bool(values.isin([0.0, 1.0]).all())
+
+
+def _decision_test(
+    cfg: Config, c: SampleMean, t: SampleMean, binary: bool, m: int, look: int,
+    previous_fractions: list[float] | None, name: str,
+) -> EffectResult:
+    a = cfg.analysis
+    names = (CONTROL, name)
+    if a.method == "msprt":
+        return msprt_test(c, t, a.alpha, (a.msprt_tau or a.mde) ** 2, names)
+    if a.method == "gst":
+        return gst_test(
+            c, t, alpha=a.alpha / m, power=a.power,
+            fixed_info=fixed_information(a.mde, a.alpha / m, a.power), look=look,
+            max_looks=a.max_looks, kind=a.gst_spending, previous_fractions=previous_fractions,
+            names=names,
+        )
+    res = (proportion_test if binary else welch_test)(c, t, a.alpha, names)
+    if res.reason:
+        return res
+    info = 1.0 / (c.variance / c.n + t.variance / t.n) if c.variance + t.variance > 0 else 0.0
+    at_horizon = info >= fixed_information(a.mde, a.alpha, a.power)
+    return replace(res, details={**res.details, "final": bool(at_horizon)})
+
+
+def compare_all(
+    cfg: Config, unit_values: pd.DataFrame, challengers: list[str], *, look: int,
+    covariates: pd.DataFrame | None, previous_fractions: list[float] | None = None,
+) -> list[Comparison]:
+    """One Comparison per challenger against the champion, Holm-adjusted across challengers."""
+    with_x = attach_covariate(unit_values, covariates, cfg) if cfg.analysis.cuped else None
+    binary = cfg.analysis.metric_type == "binary" and _is_binary(unit_values["value"])
+    ctrl = unit_values[unit_values["variant"] == CONTROL]["value"]
+    out = []
+    for name in challengers:
+        treat = unit_values[unit_values["variant"] == name]["value"]
+        c, t = SampleMean.from_values(ctrl), SampleMean.from_values(treat)
+        fixed_ref = (proportion_test if binary else welch_test)(c, t, cfg.analysis.alpha,
+                                                              (CONTROL, name))
+        adj = _cuped_for(with_x, name)
+        use_adj = adj is not None and adj.reason is None and adj.control and adj.treatment
+        tc, tt = (adj.control, adj.treatment) if use_adj else (c, t)  # type: ignore[union-attr]
+        effect = _decision_test(cfg, tc, tt, binary and not use_adj, len(challengers), look,
+                                previous_fractions, name)
+        if use_adj:
+            effect = replace(effect, method=f"{effect.method}+cuped")
+        out.append(Comparison(variant=name, effect=effect, fixed=fixed_ref, cuped=adj))
+    return holm(out, cfg.analysis.alpha, cfg.analysis.method)
+
+
+def _cuped_for(with_x: pd.DataFrame | None, name: str) -> CupedResult | None:
+    if with_x is None:
+        return None
+    arms = []
+    for v in (CONTROL, name):
+        rows = with_x[with_x["variant"] == v]
+        arms.append(RegressionSummary.from_values(rows["value"], rows["x"]))
+    res = cuped(arms[0], arms[1])
+    return res if res.reason != codes.NOT_ENOUGH_DATA else None
+
+
+def holm(comparisons: list[Comparison], alpha: float, method: str) -> list[Comparison]:
+    """Holm's step-down adjustment of the p-values (statsmodels); gst uses alpha/m bounds."""
+    ok = [i for i, c in enumerate(comparisons) if c.effect.reason is None]
+    if not ok:
+        return comparisons
+    out = list(comparisons)
+    if method == "gst":
+        for i in ok:
+            out[i] = replace(out[i], p_adjusted=min(1.0, out[i].effect.p_value * len(comparisons)))
+        return out
+    pvals = np.array([comparisons[i].effect.p_value for i in ok])
+    reject, p_adj, _, _ = multipletests(pvals, alpha=alpha, method="holm")
+    for i, rej, pa in zip(ok, reject, p_adj, strict=True):
+        eff = replace(out[i].effect, significant=bool(rej))
+        out[i] = replace(out[i], effect=eff, p_adjusted=float(pa))
+    return out

@@ -1,0 +1,150 @@
+"""Fixed-horizon tests of the primary metric: Welch t-test (means), two-proportion z-test (rates).
+
+Both report the absolute lift (treatment minus control) with its confidence interval and the
+relative lift with a delta-method interval. The z-test and its interval are statsmodels' own
+functions fed with counts; the Welch test is scipy's ``ttest_ind_from_stats``, so the numbers agree
+with ``statsmodels.stats.weightstats.ttest_ind(usevar="unequal")`` on the raw data.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import stats
+from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
+
+from pipeline_components.analysis import codes
+from pipeline_components.analysis.summaries import SampleMean
+
+
+@dataclass(frozen=True)
+class EffectResult:
+    """One comparison of a treatment against the control on one metric.
+
+    ``reason`` is None when the test ran; otherwise a code from ``codes`` saying why it could not.
+    ``lift``/``ci`` are absolute (treatment - control), ``rel_lift``/``rel_ci`` relative to control.
+    """
+
+    method: str
+    control: str
+    treatment: str
+    n_control: int
+    n_treatment: int
+    mean_control: float
+    mean_treatment: float
+    alpha: float
+    lift: float = float("nan")
+    ci: tuple[float, float] = (float("nan"), float("nan"))
+    rel_lift: float = float("nan")
+    rel_ci: tuple[float, float] = (float("nan"), float("nan"))
+    p_value: float = float("nan")
+    significant: bool = False
+    reason: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def direction(self) -> int:
+        """+1 significant improvement, -1 significant harm, 0 otherwise."""
+        if not self.significant:
+            return 0
+        return 1 if self.lift > 0 else -1
+
+
+def base_result(
+    method: str, control: SampleMean, treatment: SampleMean, alpha: float,
+    names: tuple[str, str] = ("champion", "challenger"),
+) -> EffectResult:
+    """A result with counts and means filled in; tests replace the rest."""
+    return EffectResult(
+        method=method, control=names[0], treatment=names[1], n_control=control.n,
+        n_treatment=treatment.n, mean_control=control.mean, mean_treatment=treatment.mean,
+        alpha=alpha,
+    )
+
+
+def unanalysable(control: SampleMean, treatment: SampleMean, min_n: int = 2) -> str | None:
+    """Named reason why two summaries cannot be compared, or None."""
+    if min(control.n, treatment.n) < min_n:
+        return codes.NOT_ENOUGH_DATA
+    if control.variance == 0 and treatment.variance == 0:
+        return codes.ZERO_VARIANCE
+    return None
+
+
+def relative_ci(
+    m0: float, m1: float, var0: float, var1: float, halfwidth_of: Any
+) -> tuple[float, tuple[float, float]]:
+    """Relative lift m1/m0 - 1 and its delta-method interval; ``halfwidth_of(var)`` sets the width.
+
+    Var(m1/m0) ~= var1/m0^2 + m1^2 var0/m0^4 (first-order Taylor expansion of the ratio).
+    """
+    if m0 == 0 or not math.isfinite(m0):
+        return float("nan"), (float("nan"), float("nan"))
+    rel = m1 / m0 - 1.0
+    var_rel = var1 / m0**2 + m1**2 * var0 / m0**4
+    hw = float(halfwidth_of(var_rel))
+    return rel, (rel - hw, rel + hw)
+
+
+def welch_test(
+    control: SampleMean, treatment: SampleMean, alpha: float = 0.05,
+    names: tuple[str, str] = ("champion", "challenger"),
+) -> EffectResult:
+    """Two-sided Welch t-test of mean(treatment) - mean(control) with a t interval."""
+    res = base_result("welch", control, treatment, alpha, names)
+    reason = unanalysable(control, treatment)
+    if reason:
+        return _replace(res, reason=reason)
+    v0, v1 = control.variance / control.n, treatment.variance / treatment.n
+    var = v0 + v1
+    dof = var**2 / (v1**2 / (treatment.n - 1) + v0**2 / (control.n - 1))
+    t_stat, p = stats.ttest_ind_from_stats(
+        treatment.mean, math.sqrt(treatment.variance), treatment.n,
+        control.mean, math.sqrt(control.variance), control.n, equal_var=False,
+    )
+    q = float(stats.t.ppf(1 - alpha / 2, dof))
+    lift = treatment.mean - control.mean
+    hw = q * math.sqrt(var)
+    rel, rel_ci = relative_ci(control.mean, treatment.mean, v0, v1, lambda v: q * math.sqrt(v))
+    return _replace(
+        res, lift=lift, ci=(lift - hw, lift + hw), rel_lift=rel, rel_ci=rel_ci, p_value=float(p),
+        significant=bool(p < alpha), details={"t": float(t_stat), "df": float(dof)},
+    )
+
+
+def proportion_test(
+    control: SampleMean, treatment: SampleMean, alpha: float = 0.05,
+    names: tuple[str, str] = ("champion", "challenger"),
+) -> EffectResult:
+    """Two-sided two-proportion z-test (pooled, statsmodels) with a Wald interval for the lift.
+
+    ``sum`` of each summary is the count of successes (a 0/1 metric per unit).
+    """
+    res = base_result("ztest", control, treatment, alpha, names)
+    reason = unanalysable(control, treatment)
+    if reason:
+        return _replace(res, reason=reason)
+    counts = np.array([treatment.sum, control.sum])
+    nobs = np.array([treatment.n, control.n])
+    z, p = proportions_ztest(counts, nobs)
+    lo, hi = confint_proportions_2indep(
+        treatment.sum, treatment.n, control.sum, control.n, method="wald", compare="diff",
+        alpha=alpha,
+    )
+    p0, p1 = control.mean, treatment.mean
+    v0, v1 = p0 * (1 - p0) / control.n, p1 * (1 - p1) / treatment.n
+    zq = float(stats.norm.ppf(1 - alpha / 2))
+    rel, rel_ci = relative_ci(p0, p1, v0, v1, lambda v: zq * math.sqrt(v))
+    return _replace(
+        res, lift=p1 - p0, ci=(float(lo), float(hi)), rel_lift=rel, rel_ci=rel_ci,
+        p_value=float(p), significant=bool(p < alpha), details={"z": float(z)},
+    )
+
+
+def _replace(res: EffectResult, **changes: Any) -> EffectResult:
+    from dataclasses import replace
+
+    return replace(res, **changes)

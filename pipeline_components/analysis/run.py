@@ -1,0 +1,177 @@
+"""The analysis stage: read the prediction log, run every check, return one Decision.
+
+``analyze_frames`` is pure (frames in, Decision out) so tests build frames directly;
+``analyze`` is the entry point the DAG, ``dvc repro`` and ``abx analyze`` call: it reads the store
+at ``cfg.store_url`` for ``cfg.experiment.id`` and wraps ``analyze_frames``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+from sqlalchemy.engine import Engine
+
+from pipeline_components.analysis import reasons as rs
+from pipeline_components.analysis.decision import (
+    Decision,
+    Reason,
+    VariantMetrics,
+    overall_action,
+    variant_verdict,
+)
+from pipeline_components.analysis.drift import FeatureDrift, feature_drift, prediction_drift
+from pipeline_components.analysis.effects import CONTROL, compare_all
+from pipeline_components.analysis.frames import Prepared, live_features, prepare
+from pipeline_components.analysis.guardrails import (
+    GuardrailResult,
+    error_rate_guardrail,
+    latency_guardrail,
+)
+from pipeline_components.analysis.quality import model_quality
+from pipeline_components.analysis.shadow import ShadowResult, shadow_compare
+from pipeline_components.analysis.srm import SrmResult, srm_test
+from pipeline_components.config import Config
+
+_FAILED = ("error", "fallback")
+
+
+def _rows(prep: Prepared, variant: str) -> pd.DataFrame:
+    """Every logged row of a variant, served or shadow."""
+    rows = pd.concat([prep.served, prep.shadow])
+    return rows[rows["variant"] == variant]
+
+
+def _pending(rows: pd.DataFrame) -> int:
+    ok = rows[(rows["status"] == "ok") & rows["prediction"].notna()]
+    return int(ok["outcome"].isna().sum())
+
+
+def variant_metrics(prep: Prepared, variant: str) -> VariantMetrics:
+    rows = _rows(prep, variant)
+    lat = rows["latency_ms"].to_numpy(dtype=float)
+    q = np.quantile(lat, [0.5, 0.95, 0.99]) if lat.size else [float("nan")] * 3
+    vals = prep.unit_values[prep.unit_values["variant"] == variant]["value"]
+    pending = _pending(rows)
+    labelled = rows[(rows["status"] == "ok") & rows["outcome"].notna()]
+    return VariantMetrics(
+        variant=variant,
+        units=int((prep.assignment["variant"] == variant).sum()),
+        units_with_feedback=int(vals.size),
+        requests=len(rows),
+        pending=pending,
+        primary_mean=float(vals.mean()) if vals.size else float("nan"),
+        error_rate=float(rows["status"].isin(_FAILED).mean()) if len(rows) else float("nan"),
+        latency_p50=float(q[0]), latency_p95=float(q[1]), latency_p99=float(q[2]),
+        quality=model_quality(variant, labelled, pending),
+    )
+
+
+def guardrails(cfg: Config, prep: Prepared, variant: str) -> list[GuardrailResult]:
+    a, g = cfg.analysis, cfg.serving.guardrails
+    c, t = _rows(prep, CONTROL), _rows(prep, variant)
+    err = error_rate_guardrail(
+        (int(c["status"].isin(_FAILED).sum()), int(t["status"].isin(_FAILED).sum())),
+        (len(c), len(t)), a.error_rate_margin, a.alpha, variant,
+    )
+    lat = latency_guardrail(c["latency_ms"], t["latency_ms"], a.latency_margin_ms, a.alpha,
+                            g.latency_quantile, variant)
+    return [err, lat]
+
+
+def srm_check(
+    prep: Prepared, weights: dict[str, float], since: float | None, cfg: Config
+) -> SrmResult:
+    units = prep.assignment
+    if since is not None:
+        units = units[units["first_ts"] >= since]
+    counts = units["variant"].value_counts().to_dict()
+    observed = {k: int(counts.get(k, 0)) for k in set(weights) | set(counts)}
+    return srm_test(observed, weights, cfg.analysis.srm_p_threshold)
+
+
+def drift_check(
+    cfg: Config, prep: Prepared, reference: pd.DataFrame | None, variants: list[str]
+) -> list[FeatureDrift]:
+    d = cfg.analysis.drift
+    out: list[FeatureDrift] = []
+    if reference is not None:
+        live = live_features(prep.served)
+        cats = list(cfg.data.categorical_features)
+        for v in sorted(set(live["variant"])):
+            out += feature_drift(reference, live[live["variant"] == v], v,
+                                 cfg.data.numeric_features, cats, d.psi_threshold, d.p_threshold)
+    for v in variants:
+        pd_res = prediction_drift(_rows(prep, v), v, d.psi_threshold, d.p_threshold)
+        out += [pd_res] if pd_res else []
+    return out
+
+
+def shadow_check(cfg: Config, prep: Prepared) -> dict[str, ShadowResult]:
+    if prep.shadow.empty:
+        return {}
+    champ = prep.served[prep.served["variant"] == CONTROL][["request_id", "prediction"]]
+    out = {}
+    for v, rows in prep.shadow.groupby("variant"):
+        pairs = rows[["request_id", "unit_id", "outcome", "prediction"]].merge(
+            champ.rename(columns={"prediction": "p_champion"}), on="request_id")
+        pairs = pairs.rename(columns={"prediction": "p_challenger"})
+        out[str(v)] = shadow_compare(pairs, cfg.analysis.alpha)
+    return out
+
+
+def analyze_frames(
+    cfg: Config, predictions: pd.DataFrame, feedback: pd.DataFrame, *,
+    expected_weights: dict[str, float], look: int = 1, srm_since_ts: float | None = None,
+    covariates: pd.DataFrame | None = None, reference: pd.DataFrame | None = None,
+    previous_fractions: list[float] | None = None,
+) -> Decision:
+    """Analyse one experiment's rows and decide promote / rollback / continue."""
+    a = cfg.analysis
+    prep = prepare(predictions, feedback, a.primary_metric)
+    variants = sorted(set(prep.served["variant"]) | set(prep.shadow["variant"])
+                      | {k for k, w in expected_weights.items() if w > 0} | {CONTROL})
+    challengers = [v for v in variants if v != CONTROL]
+    srm = srm_check(prep, expected_weights, srm_since_ts, cfg)
+    shadow = shadow_check(cfg, prep)
+    comparisons = compare_all(cfg, prep.unit_values, challengers, look=look,
+                              covariates=covariates, previous_fractions=previous_fractions)
+    drift = drift_check(cfg, prep, reference, variants)
+    metrics = {v: variant_metrics(prep, v) for v in variants}
+    reasons: list[Reason] = rs.srm_reasons(srm)
+    final = []
+    for cmp in comparisons:
+        guards = guardrails(cfg, prep, cmp.variant)
+        shadow_only = cmp.variant in shadow and metrics[cmp.variant].units == 0
+        mine = (rs.shadow_reasons(cmp.variant, shadow[cmp.variant]) if shadow_only
+                else rs.effect_reasons(cmp, a.min_units_per_arm)) + rs.guardrail_reasons(guards)
+        reasons += mine
+        final.append(replace(cmp, guardrails=guards))
+    reasons += rs.drift_reasons(drift, cfg)
+    reasons += rs.pending_reasons({v: m.pending for v, m in metrics.items()})
+    final = [replace(c, verdict=variant_verdict(reasons, c.variant)) for c in final]
+    action, winner = overall_action(reasons, final)
+    return Decision(
+        experiment_id=cfg.experiment.id, action=action, reasons=reasons, metrics=metrics,
+        comparisons=final, winner=winner, method=a.method, primary_metric=a.primary_metric,
+        look=look, srm=srm, drift=drift, shadow=shadow, switched_units=prep.switched_units,
+    )
+
+
+def analyze(
+    cfg: Config, *, expected_weights: dict[str, float], look: int = 1,
+    srm_since_ts: float | None = None, covariates: pd.DataFrame | None = None,
+    reference: pd.DataFrame | None = None, engine: Engine | None = None,
+    previous_fractions: list[float] | None = None,
+) -> Decision:
+    """Read ``cfg.store_url`` for ``cfg.experiment.id`` and analyse it (see ``analyze_frames``)."""
+    from pipeline_components.store import feedback, make_engine, predictions, read_frame
+
+    eng = engine if engine is not None else make_engine(cfg.store_url)
+    preds = read_frame(eng, predictions, cfg.experiment.id)
+    fb = read_frame(eng, feedback, cfg.experiment.id)
+    return analyze_frames(
+        cfg, preds, fb, expected_weights=expected_weights, look=look, srm_since_ts=srm_since_ts,
+        covariates=covariates, reference=reference, previous_fractions=previous_fractions,
+    )

@@ -1,0 +1,153 @@
+"""`abx analyze` (the decision as tables, optionally JSON) and `abx plan` (sample size per arm)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipeline_components.cli._app import ParamsOpt, SetOpt, app, load
+from pipeline_components.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from pipeline_components.analysis import Decision
+    from pipeline_components.config import Config
+
+out = Console()
+_STYLE = {"promote": "bold green", "rollback": "bold red", "continue": "bold yellow"}
+
+
+def _num(x: float | None, fmt: str = ".4g") -> str:
+    return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, fmt)
+
+
+def parse_weights(text: str) -> dict[str, float]:
+    """``champion=0.9,challenger=0.1`` -> dict (ConfigError naming the bad item)."""
+    weights = {}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = item.partition("=")
+        try:
+            weights[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise ConfigError(f"--weights item {item!r}: expected NAME=WEIGHT, e.g. champion=0.9")
+    return weights
+
+
+def _frame(path: Path | None, default: Path) -> pd.DataFrame | None:
+    import pandas as pd
+
+    p = path or default
+    if not p.is_file():
+        if path is not None:
+            raise ConfigError(f"{p}: file not found")
+        return None
+    return pd.read_parquet(p) if p.suffix in (".parquet", ".pq") else pd.read_csv(p)
+
+
+def render(decision: Decision) -> None:
+    """Print the decision, metrics, comparisons and reasons as rich tables."""
+    d = decision
+    out.print(f"[{_STYLE[d.action]}]{d.action.upper()}[/]"
+              + (f" -> {d.winner}" if d.winner else "")
+              + f"  (experiment {d.experiment_id}, look {d.look}, {d.method}, {d.primary_metric})")
+    t = Table("variant", "units", "with fb", "requests", "pending", "primary", "errors",
+              "p50 ms", "p99 ms", "log loss", "AUC", "ECE", title="Per-variant metrics")
+    for m in d.metrics.values():
+        q = m.quality
+        t.add_row(m.variant, str(m.units), str(m.units_with_feedback), str(m.requests),
+                  str(m.pending), _num(m.primary_mean), _num(m.error_rate, ".2%"),
+                  _num(m.latency_p50, ".1f"), _num(m.latency_p99, ".1f"),
+                  _num(q.log_loss if q else None), _num(q.auc if q else None, ".3f"),
+                  _num(q.ece if q else None, ".3f"))
+    out.print(t)
+    c = Table("challenger", "test", "lift", "interval", "relative", "p", "p (Holm)",
+              "CUPED var. red.", "guardrails", "verdict", title="Comparisons vs champion")
+    for cmp in d.comparisons:
+        e = cmp.effect
+        c.add_row(cmp.variant, e.method, _num(e.lift, "+.4g"),
+                  f"[{_num(e.ci[0], '+.4g')}, {_num(e.ci[1], '+.4g')}]", _num(e.rel_lift, "+.2%"),
+                  _num(e.p_value, ".3g"), _num(cmp.p_adjusted, ".3g"),
+                  _num(cmp.cuped.variance_reduction if cmp.cuped else None, ".1%"),
+                  ", ".join(f"{g.name}:{g.status}" for g in cmp.guardrails),
+                  f"[{_STYLE[cmp.verdict]}]{cmp.verdict}[/]")
+    out.print(c)
+    r = Table("code", "blocking", "message", title="Reasons")
+    for reason in d.reasons:
+        r.add_row(reason.code, "yes" if reason.blocking else "no", reason.message)
+    out.print(r)
+
+
+@app.command("analyze")
+def analyze_cmd(
+    params: ParamsOpt = "params.yaml",  # type: ignore[assignment]
+    set_: SetOpt = None,
+    look: Annotated[int, typer.Option("--look", min=1, help="Look number (gst).")] = 1,
+    since: Annotated[float | None, typer.Option(help="SRM on units first seen at/after this "
+                                                "unix time.")] = None,
+    weights: Annotated[str | None, typer.Option(
+        help="Expected split, e.g. champion=0.9,challenger=0.1 (default: serving.weights).")
+    ] = None,
+    covariates: Annotated[Path | None, typer.Option(help="CUPED covariates (default: the "
+                                                    "holdout split).")] = None,
+    reference: Annotated[Path | None, typer.Option(help="Drift reference (default: the train "
+                                                   "split).")] = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write the decision JSON.")
+    ] = None,
+) -> None:
+    """Analyse the experiment in the prediction log and print the decision."""
+    from pipeline_components.analysis import analyze
+
+    cfg: Config = load(params, set_)
+    feats = Path(cfg.features.out_dir)
+    decision = analyze(
+        cfg, expected_weights=parse_weights(weights) if weights else dict(cfg.serving.weights),
+        look=look, srm_since_ts=since, covariates=_frame(covariates, feats / "holdout.parquet"),
+        reference=_frame(reference, feats / "train.parquet"),
+    )
+    render(decision)
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(decision.to_json() + "\n")
+        out.print(f"decision written to {json_path}")
+
+
+@app.command("plan")
+def plan_cmd(
+    params: ParamsOpt = "params.yaml",  # type: ignore[assignment]
+    set_: SetOpt = None,
+    baseline: Annotated[float | None, typer.Option(help="Baseline rate (or mean).")] = None,
+    mde: Annotated[float | None, typer.Option(help="Minimum detectable effect, absolute.")] = None,
+    alpha: Annotated[float | None, typer.Option(help="Two-sided significance level.")] = None,
+    power: Annotated[float | None, typer.Option(help="Power at the MDE.")] = None,
+    ratio: Annotated[float, typer.Option(help="n_challenger / n_champion.")] = 1.0,
+    sd: Annotated[float | None, typer.Option(help="Std. dev. (continuous metric).")] = None,
+) -> None:
+    """Sample size per arm for a baseline, MDE, alpha and power (defaults: params analysis.*)."""
+    from pipeline_components.analysis import plan
+
+    a = load(params, set_).analysis
+    kind = "continuous" if sd is not None else "binary"
+    try:
+        p = plan(baseline if baseline is not None else a.baseline_rate, mde or a.mde,
+                 alpha or a.alpha, power or a.power, ratio=ratio, metric_type=kind, sd=sd,
+                 looks=a.max_looks, spending=a.gst_spending)
+    except ValueError as exc:
+        raise ConfigError(f"abx plan: {exc}") from exc
+    t = Table("design", "champion n", "challenger n", "total", title=(
+        f"Sample size: baseline {p.baseline:g}, MDE {p.mde:g}, alpha {p.alpha:g}, "
+        f"power {p.power:g} ({p.metric_type}, effect size {p.effect_size:.4f})"))
+    t.add_row("fixed horizon", str(p.n_control), str(p.n_treatment),
+              str(p.n_control + p.n_treatment))
+    t.add_row(f"group-sequential max ({p.looks} looks, x{p.gst_inflation:.3f})",
+              str(p.gst_n_control), str(p.gst_n_treatment),
+              str(p.gst_n_control + p.gst_n_treatment))
+    out.print(t)

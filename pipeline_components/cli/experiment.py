@@ -1,0 +1,144 @@
+"""`abx deploy|simulate|canary|decide|promote|rollback|cleanup|report|run`: the experiment stages.
+
+Each command is one call into ``pipeline_components.experiment.tasks`` (the functions the Airflow
+tasks call), for the experiment id in ``experiment.id`` (``--set experiment.id=...``). ``abx run``
+runs the whole experiment without Airflow under a fresh experiment id.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from pipeline_components.cli._app import ParamsOpt, SetOpt, app, load
+from pipeline_components.config import parse_overrides
+
+UrlOpt = Annotated[str | None, typer.Option("--url", help="Router URL (default: deployed one).")]
+
+
+def _conf(params: Path, sets: list[str] | None, exp_id: str | None = None) -> dict[str, Any]:
+    from pipeline_components.experiment.config import make_conf
+
+    cfg = load(params, sets)
+    return make_conf(params, exp_id or cfg.experiment.id, parse_overrides(sets or []))
+
+
+def _stored(conf: dict[str, Any], name: str) -> dict[str, Any]:
+    from pipeline_components.errors import ConfigError
+    from pipeline_components.experiment.config import config_for
+    from pipeline_components.experiment.state import read_state, state_path
+
+    cfg = config_for(conf)
+    got = read_state(cfg, name)
+    if got is None:
+        raise ConfigError(f"{state_path(cfg, name)} not found: run the earlier stage for "
+                          f"experiment {cfg.experiment.id!r} first")
+    return got
+
+
+def _print(obj: Any) -> None:
+    typer.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
+@app.command("deploy")
+def deploy_cmd(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+    """Start the canary router (champion + challenger) for experiment.id; print its address."""
+    from pipeline_components.experiment import tasks
+
+    _print(tasks.deploy(_conf(params, set_)))
+
+
+@app.command("simulate")
+def simulate_cmd(
+    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, url: UrlOpt = None,
+    offset: Annotated[int, typer.Option(help="First holdout row to replay.")] = 0,
+    n: Annotated[int | None, typer.Option(help="Users to send (default simulator.max_requests)")]
+    = None,
+) -> None:
+    """Replay holdout users against the router over HTTP, then post their outcomes as feedback."""
+    from pipeline_components.experiment.config import config_for
+    from pipeline_components.experiment.simulate import simulate
+
+    conf = _conf(params, set_)
+    target = url or _stored(conf, "deployment")["url"]
+    _print(simulate(config_for(conf), target, offset=offset, n=n))
+
+
+@app.command("canary")
+def canary_cmd(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+    """Ramp the challenger through canary.steps with simulated traffic; analyse after each step."""
+    from pipeline_components.experiment import tasks
+
+    conf = _conf(params, set_)
+    _print(tasks.canary(conf, _stored(conf, "deployment")))
+
+
+@app.command("decide")
+def decide_cmd(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+    """Record and print the final decision of the canary (promote or rollback, with reasons)."""
+    from pipeline_components.experiment import tasks
+
+    conf = _conf(params, set_)
+    _print(tasks.decide(conf, _stored(conf, "canary")))
+
+
+@app.command("promote")
+def promote_cmd(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+    """Move alias champion to the challenger (locked, check-and-set); router 100% to it."""
+    from pipeline_components.experiment import tasks
+
+    conf = _conf(params, set_)
+    dep = _maybe(conf, "deployment")
+    _print(tasks.promote(conf, _maybe(conf, "decision"), dep))
+
+
+@app.command("rollback")
+def rollback_cmd(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+    """Reject the challenger (alias removed, version tagged); router back to the champion."""
+    from pipeline_components.experiment import tasks
+
+    conf = _conf(params, set_)
+    _print(tasks.rollback(conf, _maybe(conf, "decision"), _maybe(conf, "deployment")))
+
+
+@app.command("cleanup")
+def cleanup_cmd(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+    """Stop the experiment's routers and free their ports; keeps logs and results. Idempotent."""
+    from pipeline_components.experiment import tasks
+
+    _print(tasks.cleanup(_conf(params, set_)))
+
+
+@app.command("report")
+def report_cmd(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+    """Write the HTML report and Markdown summary of experiment.id; log both to MLflow."""
+    from pipeline_components.experiment import tasks
+
+    out = tasks.report(_conf(params, set_))
+    typer.echo(f"report: {out['html']}\nsummary: {out['markdown']}")
+
+
+@app.command("run")
+def run_cmd(
+    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
+    experiment_id: Annotated[str | None, typer.Option(help="Default: a fresh cli-<time> id.")]
+    = None,
+) -> None:
+    """The whole experiment without Airflow: data -> train -> canary -> decide -> report."""
+    from pipeline_components.experiment.run import run_experiment
+
+    exp_id = experiment_id or time.strftime("cli-%Y%m%dT%H%M%S", time.gmtime())
+    out = run_experiment(_conf(params, set_, exp_id), echo=typer.echo)
+    typer.echo(f"decision: {out['action']}; champion v{out['champion_before']} -> "
+               f"v{out['champion_after']}\nreport: {out['html']}")
+
+
+def _maybe(conf: dict[str, Any], name: str) -> dict[str, Any]:
+    from pipeline_components.experiment.config import config_for
+    from pipeline_components.experiment.state import read_state
+
+    return read_state(config_for(conf), name) or {}

@@ -1,0 +1,81 @@
+"""The deployment backend interface every router backend (local process, docker) implements."""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import httpx
+
+from pipeline_components.config import Config
+from pipeline_components.errors import DeploymentError
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A running router: small and JSON-able, so it travels through XCom and the shell."""
+
+    url: str
+    pid: int
+    experiment_id: str
+    port: int
+    backend: str = "local"
+    host: str = "127.0.0.1"
+    log_path: str = ""
+    started_at: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Deployment:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+class DeploymentBackend(ABC):
+    """Start, health-wait, stop and find routers of an experiment."""
+
+    name: str = "base"
+
+    @abstractmethod
+    def start(self, cfg: Config, variants: Mapping[str, str] | None = None) -> Deployment:
+        """Start a router for ``cfg``'s experiment and return once it is ready."""
+
+    @abstractmethod
+    def stop(self, dep: Deployment, timeout_s: float = 30.0) -> None:
+        """Stop gracefully (the writer flushes); idempotent."""
+
+    @abstractmethod
+    def find(self, experiment_id: str, cfg: Config | None = None) -> list[Deployment]:
+        """Routers of this experiment still running (leftovers of a crashed run)."""
+
+    def alive(self, dep: Deployment) -> bool:
+        return True
+
+    def health_wait(self, dep: Deployment, timeout_s: float = 60.0) -> None:
+        """Poll ``/readyz`` until 200; raise DeploymentError on timeout or if the router died."""
+        deadline = time.monotonic() + timeout_s
+        last = "no answer"
+        with httpx.Client(timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                if not self.alive(dep):
+                    raise DeploymentError(f"router pid {dep.pid} exited before it was ready; "
+                                          f"see {dep.log_path or 'its log'}: {self.log_tail(dep)}")
+                try:
+                    r = client.get(f"{dep.url}/readyz")
+                    if r.status_code == 200:
+                        return
+                    last = r.text
+                    error = r.json().get("error") if r.status_code == 503 else None
+                    if error:
+                        raise DeploymentError(f"router at {dep.url} cannot load models: {error}")
+                except httpx.HTTPError as exc:
+                    last = str(exc)
+                time.sleep(0.1)
+        raise DeploymentError(f"router at {dep.url} not ready after {timeout_s:.0f} s: {last}")
+
+    def log_tail(self, dep: Deployment, n: int = 20) -> str:
+        return ""

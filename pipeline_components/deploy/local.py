@@ -1,0 +1,151 @@
+"""The ``local`` backend: the router as a managed ``abx serve`` subprocess.
+
+State lives under ``cfg.experiment_dir / "router"``: the effective params the router was started
+with, its log, a pidfile and ``state.json`` (the ``Deployment``). ``find`` reads them back, so a
+crashed run's leftover router can be found by experiment id and stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import yaml
+
+from pipeline_components.config import Config
+from pipeline_components.deploy.base import Deployment, DeploymentBackend
+from pipeline_components.errors import DeploymentError
+
+_ENTRY = "from pipeline_components.cli import main; main()"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def router_dir(cfg_or_state: Config | Path, experiment_id: str | None = None) -> Path:
+    if isinstance(cfg_or_state, Config):
+        return (cfg_or_state.experiment_dir / "router").resolve()
+    return (Path(cfg_or_state) / "experiments" / str(experiment_id) / "router").resolve()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    try:  # a zombie or a reused pid is not our router
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+        return "serve" in Path(f"/proc/{pid}/cmdline").read_text()
+    except OSError:
+        return True
+
+
+class LocalBackend(DeploymentBackend):
+    """Start/stop/find routers as local subprocesses."""
+
+    name = "local"
+
+    def __init__(self, state_dir: Path | None = None):
+        self.state_dir = state_dir
+        self._procs: dict[int, subprocess.Popen[bytes]] = {}
+
+    def start(self, cfg: Config, variants: Mapping[str, str] | None = None,
+              timeout_s: float = 120.0) -> Deployment:
+        """Stop leftovers of this experiment, start ``abx serve``, wait until ready."""
+        self.state_dir = cfg.state_dir
+        for old in self.find(cfg.experiment.id, cfg):
+            self.stop(old)
+        rdir = router_dir(cfg)
+        rdir.mkdir(parents=True, exist_ok=True)
+        host = cfg.serving.host
+        port = cfg.serving.port or free_port(host)
+        params = rdir / "params.yaml"
+        params.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+        cmd = [sys.executable, "-c", _ENTRY, "serve", "--params", str(params),
+               "--host", host, "--port", str(port)]
+        for name, uri in (variants or {}).items():
+            cmd += ["--variant", f"{name}={uri}"]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
+               "PYTHONUNBUFFERED": "1"}
+        log_path = rdir / "router.log"
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                    start_new_session=True)
+        self._procs[proc.pid] = proc
+        url_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        dep = Deployment(url=f"http://{url_host}:{port}", pid=proc.pid,
+                         experiment_id=cfg.experiment.id, port=port, backend=self.name,
+                         host=host, log_path=str(log_path), started_at=time.time())
+        (rdir / "router.pid").write_text(str(proc.pid))
+        (rdir / "state.json").write_text(json.dumps(dep.to_dict(), indent=2))
+        try:
+            self.health_wait(dep, timeout_s)
+        except DeploymentError:
+            self.stop(dep)
+            raise
+        return dep
+
+    def alive(self, dep: Deployment) -> bool:
+        proc = self._procs.get(dep.pid)
+        if proc is not None:
+            return proc.poll() is None
+        return _pid_alive(dep.pid)
+
+    def log_tail(self, dep: Deployment, n: int = 20) -> str:
+        try:
+            return "\n".join(Path(dep.log_path).read_text().splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def stop(self, dep: Deployment, timeout_s: float = 30.0) -> None:
+        """SIGTERM (uvicorn drains requests, the writer flushes), SIGKILL after ``timeout_s``."""
+        if self.alive(dep):
+            os.kill(dep.pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout_s
+            while self.alive(dep) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if self.alive(dep):
+                os.kill(dep.pid, signal.SIGKILL)
+        proc = self._procs.pop(dep.pid, None)
+        if proc is not None:
+            proc.wait(5)
+        self._forget(dep)
+
+    def _forget(self, dep: Deployment) -> None:
+        rdir = Path(dep.log_path).parent if dep.log_path else None
+        if rdir is None:
+            return
+        state = rdir / "state.json"
+        try:
+            if json.loads(state.read_text()).get("pid") == dep.pid:
+                state.unlink()
+                (rdir / "router.pid").unlink(missing_ok=True)
+        except (OSError, ValueError):
+            pass
+
+    def find(self, experiment_id: str, cfg: Config | None = None) -> list[Deployment]:
+        """The live router recorded for ``experiment_id`` (stale state files are removed)."""
+        state_dir = cfg.state_dir if cfg is not None else (self.state_dir or Path(".abx"))
+        state = router_dir(Path(state_dir), experiment_id) / "state.json"
+        if not state.is_file():
+            return []
+        try:
+            dep = Deployment.from_dict(json.loads(state.read_text()))
+        except (OSError, ValueError, TypeError):
+            return []
+        if self.alive(dep):
+            return [dep]
+        self._forget(dep)
+        return []

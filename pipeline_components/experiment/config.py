@@ -1,0 +1,140 @@
+"""Run-conf glue: Airflow params / CLI options -> the dotted overrides -> a validated Config.
+
+Every driver (the DAG, ``abx run``, ``dvc repro``) describes a run as a small JSON-able *conf*::
+
+    {"params_path": "/repo/params.yaml", "experiment_id": "exp-...", "overrides": {"k.path": v}}
+
+and every task rebuilds its ``Config`` from it with :func:`config_for`. The conf is what travels
+through XCom, so a retry on another worker rebuilds exactly the same config. Relative paths in
+params.yaml are anchored at the params file's folder (the repo), never at the worker's cwd.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline_components.config import Config, config_from_mapping
+from pipeline_components.errors import ConfigError
+
+# Airflow form field -> dotted params.yaml key. None in the form means "keep params.yaml".
+FORM_KEYS: dict[str, str] = {
+    "families": "training.families",
+    "n_trials": "training.n_trials",
+    "canary_steps": "canary.steps",
+    "alpha": "analysis.alpha",
+    "mde": "analysis.mde",
+    "min_samples": "canary.min_samples_per_step",
+    "max_duration_s": "canary.max_duration_s",
+    "rate_per_s": "simulator.rate_per_s",
+}
+
+# Path-valued keys that are anchored at the params file's folder when relative.
+PATH_KEYS: tuple[str, ...] = (
+    "experiment.state_dir",
+    "data.path",
+    "data.raw_path",
+    "validation.report_path",
+    "features.out_dir",
+    "report.out_dir",
+)
+
+_ID_BAD = re.compile(r"[^A-Za-z0-9_]+")
+
+
+def experiment_id_from_run(run_id: str, prefix: str = "exp") -> str:
+    """A valid, readable experiment id from an Airflow run id (one experiment per DAG run).
+
+    ``manual__2026-11-23T16:16:32.564534+00:00`` -> ``exp-manual-20261123T161632564534``.
+    """
+    kind, sep, rest = run_id.partition("__")
+    if not sep:
+        kind, rest = "run", run_id
+    stamp = _ID_BAD.sub("", rest.split("+")[0].replace("-", "").replace(":", "").replace(".", ""))
+    return f"{prefix}-{_ID_BAD.sub('-', kind)}-{stamp or 'x'}"[:120]
+
+
+def form_overrides(form: Mapping[str, Any]) -> dict[str, Any]:
+    """Translate the DAG's params form into dotted overrides (None values are skipped).
+
+    The free-form ``overrides`` field (a mapping of dotted keys) is merged last, so a test or an
+    expert can reach any knob from the trigger form.
+    """
+    out: dict[str, Any] = {}
+    for field, key in FORM_KEYS.items():
+        value = form.get(field)
+        if value is not None and value != "" and value != []:
+            out[key] = value
+    extra = form.get("overrides") or {}
+    if not isinstance(extra, Mapping):
+        raise ConfigError(f"run conf: 'overrides' must map KEY.PATH to a value, got {extra!r}")
+    out.update({str(k): v for k, v in extra.items()})
+    return out
+
+
+def make_conf(
+    params_path: str | Path,
+    experiment_id: str,
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Build and validate a run conf (raises ConfigError naming the key if it is invalid)."""
+    conf = {
+        "params_path": str(Path(params_path).resolve()),
+        "experiment_id": experiment_id,
+        "overrides": dict(overrides or {}),
+    }
+    config_for(conf)  # fail fast, in the first task, with the offending key
+    return conf
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return raw
+
+
+def _get(cfg_dump: Mapping[str, Any], dotted: str) -> Any:
+    node: Any = cfg_dump
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, Mapping) else None
+    return node
+
+
+def config_for(conf: Mapping[str, Any]) -> Config:
+    """The Config of one run: params file + overrides + experiment id, paths anchored."""
+    path = Path(conf["params_path"])
+    overrides = dict(conf.get("overrides") or {})
+    overrides["experiment.id"] = conf["experiment_id"]
+    raw = _read_yaml(path)
+    cfg = config_from_mapping(raw, overrides, str(path))
+    dump = cfg.model_dump(mode="json")
+    anchored = {}
+    for key in PATH_KEYS:
+        value = _get(dump, key)
+        if value is not None and not Path(value).is_absolute():
+            anchored[key] = str((path.parent / value).resolve())
+    if not anchored:
+        return cfg
+    return config_from_mapping(raw, {**overrides, **anchored}, str(path))
+
+
+def conf_from_form(
+    params_path: str | Path, form: Mapping[str, Any], run_id: str
+) -> dict[str, Any]:
+    """The DAG's first task: trigger form + run id -> a validated run conf.
+
+    The experiment id is the form's ``experiment_id`` when given, else derived from the run id, so
+    every DAG run is a fresh experiment and a retry of any task finds the same one.
+    """
+    exp_id = form.get("experiment_id") or experiment_id_from_run(run_id)
+    return make_conf(params_path, str(exp_id), form_overrides(form))

@@ -1,0 +1,227 @@
+"""Traffic simulator: replay holdout users against the router over real HTTP, then send feedback.
+
+In production, clients call the router. For the demo, the tests and ``dvc repro``, this module
+plays those clients: each holdout row is one user (``unit_id`` = the row's id) who sends one
+``POST /predict`` with their raw feature row, at a bounded rate and concurrency, to a loopback
+router only. Each answer is later followed by ``POST /feedback`` with the delayed outcome.
+
+Business metric (the primary metric ``reward``): the served decision is "act if
+``prediction >= 0.5``"; it is right when it matches what the user actually did, so
+``reward = 1.0 if (prediction >= 0.5) == label else 0.0`` and ``outcome`` is the label itself.
+A better model earns more reward per user, which is what the canary measures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+
+from pipeline_components.config import Config
+from pipeline_components.errors import ConfigError, DeploymentError
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class User:
+    """One simulated user: their id, raw feature row and the label they will reveal later."""
+
+    unit_id: str
+    features: dict[str, Any]
+    label: int
+
+
+@dataclass
+class SimulationResult:
+    """What one simulation sent and got back (JSON-able through ``to_dict``)."""
+
+    sent: int = 0
+    answered: int = 0
+    http_errors: int = 0
+    feedback_sent: int = 0
+    reward_sum: float = 0.0
+    per_variant: dict[str, int] = field(default_factory=dict)
+    reward_per_variant: dict[str, float] = field(default_factory=dict)
+    duration_s: float = 0.0
+    started_at: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def reward_of(prediction: float, label: int) -> float:
+    """The business reward of one served decision (see the module docstring)."""
+    return 1.0 if (prediction >= THRESHOLD) == bool(label) else 0.0
+
+
+def check_loopback(url: str) -> None:
+    """Refuse to send synthetic traffic anywhere but this machine."""
+    host = urlparse(url).hostname or ""
+    if host not in LOOPBACK_HOSTS:
+        raise ConfigError(f"simulator: router url {url!r} is not a loopback address (127.0.0.1)")
+
+
+def users_from_frame(
+    df: Any, id_column: str, target_column: str, feature_columns: list[str]
+) -> list[User]:
+    """Holdout rows -> users (a pure helper; the frame is pandas)."""
+    missing = [c for c in [id_column, target_column, *feature_columns] if c not in df.columns]
+    if missing:
+        raise ConfigError(f"simulator: holdout is missing columns {missing}")
+    records = df[feature_columns].to_dict(orient="records")
+    ids = df[id_column].astype(str).tolist()
+    labels = df[target_column].astype(int).tolist()
+    return [User(u, _plain(r), y) for u, r, y in zip(ids, records, labels, strict=True)]
+
+
+def _plain(row: Mapping[str, Any]) -> dict[str, Any]:
+    """numpy scalars -> JSON-native values."""
+    return {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+
+
+class _Pacer:
+    """Spreads request starts evenly at ``rate`` per second (shared by all workers)."""
+
+    def __init__(self, rate: float) -> None:
+        self._interval = 1.0 / rate
+        self._next = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        async with self._lock:
+            now = time.monotonic()
+            delay = self._next - now
+            self._next = max(self._next, now) + self._interval
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+async def _one_user(
+    http: httpx.AsyncClient, user: User, delay_s: float, res: SimulationResult
+) -> None:
+    res.sent += 1
+    try:
+        r = await http.post("/predict", json={"unit_id": user.unit_id, "features": user.features})
+        r.raise_for_status()
+        body = r.json()
+    except (httpx.HTTPError, ValueError):
+        res.http_errors += 1
+        return
+    res.answered += 1
+    variant = str(body.get("variant"))
+    res.per_variant[variant] = res.per_variant.get(variant, 0) + 1
+    reward = reward_of(float(body["prediction"]), user.label)
+    res.reward_sum += reward
+    res.reward_per_variant[variant] = res.reward_per_variant.get(variant, 0.0) + reward
+    if delay_s > 0:
+        await asyncio.sleep(delay_s)
+    fb = {"request_id": body["request_id"], "unit_id": user.unit_id,
+          "outcome": float(user.label), "reward": reward}
+    try:
+        (await http.post("/feedback", json=fb)).raise_for_status()
+        res.feedback_sent += 1
+    except httpx.HTTPError:
+        res.http_errors += 1
+
+
+async def _run(
+    url: str, users: list[User], rate: float, concurrency: int, delay_s: float,
+    timeout_s: float, on_done: Any,
+) -> SimulationResult:
+    res = SimulationResult(started_at=time.time())
+    queue: asyncio.Queue[User] = asyncio.Queue()
+    for u in users:
+        queue.put_nowait(u)
+    pacer = _Pacer(rate)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=timeout_s, limits=limits) as http:
+
+        async def worker() -> None:
+            while not queue.empty():
+                user = queue.get_nowait()
+                await pacer.wait()
+                await _one_user(http, user, delay_s, res)
+                on_done()
+
+        t0 = time.monotonic()
+        await asyncio.gather(*(worker() for _ in range(min(concurrency, max(len(users), 1)))))
+        res.duration_s = time.monotonic() - t0
+    return res
+
+
+def simulate_users(
+    url: str,
+    users: Iterable[User],
+    *,
+    rate_per_s: float,
+    concurrency: int,
+    feedback_delay_s: float = 0.0,
+    timeout_s: float = 10.0,
+    progress: bool = True,
+    label: str = "traffic",
+) -> SimulationResult:
+    """Send each user's request at ``rate_per_s`` with at most ``concurrency`` in flight.
+
+    Raises:
+        ConfigError: the url is not loopback. DeploymentError: nothing at all was answered.
+    """
+    check_loopback(url)
+    batch = list(users)
+    if not batch:
+        return SimulationResult(started_at=time.time())
+    from rich.progress import Progress  # only the simulator draws one
+
+    with Progress(disable=not progress, transient=False) as bar:
+        task = bar.add_task(label, total=len(batch))
+        res = asyncio.run(
+            _run(url.rstrip("/"), batch, rate_per_s, concurrency, feedback_delay_s, timeout_s,
+                 lambda: bar.advance(task))
+        )
+    if res.answered == 0:
+        raise DeploymentError(f"simulator: router at {url} answered none of {res.sent} requests")
+    return res
+
+
+def requests_for_step(share: float, min_per_arm: int, cap: int) -> int:
+    """Requests one ramp step needs so the smaller arm expects ``min_per_arm`` users (capped)."""
+    smaller = min(share, 1.0 - share) if share < 1.0 else 1.0
+    need = math.ceil(round(min_per_arm / max(smaller, 1e-9) * 1.1, 6))
+    return max(1, min(need, cap))
+
+
+def load_users(cfg: Config) -> list[User]:
+    """The holdout split as simulated users, in file order (deterministic for a seed)."""
+    from pipeline_components.features import feature_columns, load_split
+
+    df = load_split(cfg, "holdout")
+    return users_from_frame(df, cfg.data.id_column, cfg.data.target_column, feature_columns(cfg))
+
+
+def take(users: list[User], offset: int, n: int) -> list[User]:
+    """``n`` users from ``offset``, wrapping around (a step never runs out of traffic)."""
+    if not users:
+        return []
+    return [users[(offset + i) % len(users)] for i in range(n)]
+
+
+def simulate(
+    cfg: Config, url: str, *, offset: int = 0, n: int | None = None, progress: bool = True
+) -> dict[str, Any]:
+    """Entry point (``abx simulate``): replay ``n`` holdout users from ``offset`` at the config's
+    rate and concurrency; returns the JSON-able result plus the next offset."""
+    users = load_users(cfg)
+    n = cfg.simulator.max_requests if n is None else n
+    sim = cfg.simulator
+    res = simulate_users(
+        url, take(users, offset, n), rate_per_s=sim.rate_per_s, concurrency=sim.concurrency,
+        feedback_delay_s=sim.feedback_delay_s, timeout_s=sim.timeout_s, progress=progress,
+    )
+    return {**res.to_dict(), "offset": offset, "next_offset": offset + n}

@@ -1,0 +1,156 @@
+"""One entry point per DAG task: ``fn(conf, ...) -> small JSON``, shared by Airflow and ``abx run``.
+
+Each function rebuilds the run's Config from the conf (see ``experiment.config``), makes the one
+component call of its stage, stores its result under the experiment folder and returns a small
+dict of ids, versions, paths and flags. Keyed by experiment id, so a retry is harmless: finished
+steps that have side effects (deploy, canary, promote, rollback) return their stored result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pipeline_components.experiment.config import config_for
+from pipeline_components.experiment.state import read_state, write_state
+
+Conf = Mapping[str, Any]
+
+
+def data(conf: Conf) -> dict[str, Any]:
+    from pipeline_components.data import run_data
+
+    return run_data(config_for(conf))
+
+
+def validate(conf: Conf) -> dict[str, Any]:
+    from pipeline_components.validate import run_validate
+
+    return run_validate(config_for(conf))
+
+
+def features(conf: Conf) -> dict[str, Any]:
+    from pipeline_components.features import run_features
+
+    return run_features(config_for(conf))
+
+
+def families(conf: Conf) -> list[str]:
+    return list(config_for(conf).training.families)
+
+
+def train(conf: Conf, family: str) -> dict[str, Any]:
+    from pipeline_components.training.runner import train_family
+
+    return train_family(config_for(conf), family)
+
+
+def register(conf: Conf, results: Iterable[Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    from pipeline_components.registry import register_best
+
+    cfg = config_for(conf)
+    out = register_best(cfg, [dict(r) for r in results] if results is not None else None)
+    write_state(cfg, "register", out)
+    return out
+
+
+def gate(conf: Conf, registered: Mapping[str, Any]) -> dict[str, Any]:
+    """Offline gate; its result names the champion this experiment is compared with (the CAS)."""
+    from pipeline_components.registry import offline_gate
+
+    cfg = config_for(conf)
+    res = dict(offline_gate(cfg))
+    out = {**res, "passed": bool(res.get("passed")), "champion": res.get("champion_version"),
+           "challenger": res.get("challenger_version") or registered.get("version")}
+    write_state(cfg, "gate", out)
+    return out
+
+
+def route_after_gate(gate_result: Mapping[str, Any]) -> str:
+    """Branch: a canary only for a challenger that passed the offline gate."""
+    return "deploy_canary" if gate_result.get("passed") else "no_canary"
+
+
+def no_canary(conf: Conf, gate_result: Mapping[str, Any]) -> dict[str, Any]:
+    """End without a canary: bootstrap (nothing to compare) or the gate said no."""
+    from pipeline_components.experiment.promotion import rollback
+
+    cfg = config_for(conf)
+    out: dict[str, Any] = {"action": "none", "reason": gate_result.get("reason")}
+    if not gate_result.get("bootstrap") and gate_result.get("challenger"):
+        reasons = [{"code": "OFFLINE_GATE", "message": str(gate_result.get("reason")),
+                    "blocking": True}]
+        out["rollback"] = rollback(cfg, gate_result["challenger"], reasons=reasons)
+    write_state(cfg, "outcome", out)
+    return out
+
+
+def deploy(conf: Conf) -> dict[str, Any]:
+    """Start the router (champion + challenger); reuse this experiment's live router on retry."""
+    from pipeline_components.experiment.cleanup import _backend
+    from pipeline_components.experiment.state import admin_token
+
+    cfg = config_for(conf)
+    admin_token(cfg, create=True)
+    backend = _backend(cfg)
+    live = backend.find(cfg.experiment.id, cfg)
+    dep = live[0] if live else backend.start(cfg)
+    out = dep.to_dict()
+    write_state(cfg, "deployment", out)
+    return out
+
+
+def canary(conf: Conf, deployment: Mapping[str, Any]) -> dict[str, Any]:
+    from pipeline_components.experiment.canary import run_canary
+
+    res = run_canary(config_for(conf), deployment)
+    return {"decision": res["decision"], "stopped": res.get("stopped"), "looks": len(res["steps"])}
+
+
+def decide(conf: Conf, canary_result: Mapping[str, Any]) -> dict[str, Any]:
+    cfg = config_for(conf)
+    decision = dict(canary_result["decision"])
+    write_state(cfg, "decision", decision)
+    return decision
+
+
+def route_decision(decision: Mapping[str, Any]) -> str:
+    """Branch: promote only on an explicit promote decision; everything else keeps the champion."""
+    return "promote" if decision.get("action") == "promote" else "rollback"
+
+
+def promote(conf: Conf, decision: Mapping[str, Any], deployment: Mapping[str, Any]) -> dict:
+    from pipeline_components.experiment.promotion import promote as do_promote
+    from pipeline_components.experiment.state import admin_token
+
+    cfg = config_for(conf)
+    g = read_state(cfg, "gate") or {}
+    out = do_promote(cfg, str(g["challenger"]), expected_champion=g.get("champion"),
+                     reasons=decision.get("reasons", []), router_url=deployment.get("url"),
+                     token=admin_token(cfg))
+    write_state(cfg, "outcome", out)
+    return out
+
+
+def rollback(conf: Conf, decision: Mapping[str, Any], deployment: Mapping[str, Any]) -> dict:
+    from pipeline_components.experiment.promotion import rollback as do_rollback
+    from pipeline_components.experiment.state import admin_token
+
+    cfg = config_for(conf)
+    g = read_state(cfg, "gate") or {}
+    out = do_rollback(cfg, g.get("challenger"), reasons=decision.get("reasons", []),
+                      router_url=deployment.get("url"), token=admin_token(cfg))
+    write_state(cfg, "outcome", out)
+    return out
+
+
+def cleanup(conf: Conf, deployment: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    from pipeline_components.experiment.cleanup import cleanup as do_cleanup
+
+    return do_cleanup(config_for(conf), deployment)
+
+
+def report(conf: Conf) -> dict[str, Any]:
+    from pipeline_components.experiment.report import build_report
+
+    return build_report(config_for(conf))

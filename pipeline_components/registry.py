@@ -1,0 +1,257 @@
+"""Model registry: register the winning candidate with lineage, aliases, and the offline gate.
+
+``register_best`` turns the best family's refit model into a new version of
+``registry.model_name``, tagged with its whole lineage, and points the ``challenger`` alias at it.
+Bootstrap: when no ``champion`` alias exists yet (the very first run), the winner becomes the
+champion too and the version carries ``bootstrap=true``. Registration is idempotent per experiment
+id: the version is found by its ``experiment_id`` tag (set atomically with the version), so an
+Airflow retry, or a rerun after a crash between "register" and "alias", returns the same version
+and only finishes the alias moves. ``offline_gate`` scores challenger and champion on the same
+holdout and records the verdict on the version (tags) and in a ``gate`` run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipeline_components.config import Config
+from pipeline_components.errors import RegistryError
+from pipeline_components.tracking import configure_mlflow, with_retries
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+
+
+def git_commit() -> str:
+    """The commit of the code that runs (``ABX_GIT_COMMIT`` wins, e.g. in a container) or unknown."""
+    if os.environ.get("ABX_GIT_COMMIT"):
+        return os.environ["ABX_GIT_COMMIT"]
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, check=True, cwd=Path(__file__).parent)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def pick_winner(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The family with the best cross-validated objective (every objective is maximised).
+
+    Selection uses the CV value, not the holdout: the holdout stays an unbiased referee for the
+    offline gate.
+    """
+    if not results:
+        raise RegistryError("no training results to choose from; run `abx train` first")
+    return max(results, key=lambda r: (r["best_value"], r["family"]))
+
+
+def load_results(cfg: Config) -> list[dict[str, Any]]:
+    """Read the per-family result files ``train`` wrote for this experiment id."""
+    from pipeline_components.training.runner import result_path
+
+    out = []
+    for family in cfg.training.families:
+        path = result_path(cfg, family)
+        if not path.is_file():
+            raise RegistryError(f"{path}: training result of family {family!r} not found; "
+                                "run `abx train` for this experiment id first")
+        out.append(json.loads(path.read_text()))
+    return out
+
+
+def lineage_tags(cfg: Config, winner: dict[str, Any]) -> dict[str, str]:
+    """Everything needed to trace a version back to data, code, config, study and trial."""
+    from pipeline_components import features
+
+    dv = features.read_meta(cfg).get("data_version", {})
+    tags = {
+        "experiment_id": cfg.experiment.id,
+        "data_version": str(dv.get("dvc_md5") or dv.get("sha256") or "unknown"),
+        "data_sha256": str(dv.get("sha256", "unknown")),
+        "params_hash": cfg.params_hash(),
+        "git_commit": git_commit(),
+        "family": winner["family"],
+        "optuna_study": winner["study_name"],
+        "optuna_trial": str(winner["best_trial"]),
+        "cv_metric": winner["metric"],
+        "cv_value": f"{winner['best_value']:.6f}",
+        "run_id": winner["run_id"],
+    }
+    tags.update({f"holdout_{k}": f"{v:.6f}" for k, v in winner.get("holdout", {}).items()})
+    return tags
+
+
+def _client_version(client: MlflowClient, cfg: Config) -> ModelVersion | None:
+    name, eid = cfg.registry.model_name, cfg.experiment.id
+    found = client.search_model_versions(f"name = '{name}' and tags.experiment_id = '{eid}'")
+    return min(found, key=lambda v: int(v.version)) if found else None
+
+
+def _alias(client: MlflowClient, name: str, alias: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:  # no such model or no such alias
+        return None
+
+
+def get_alias_version(cfg: Config, alias: str) -> str | None:
+    """The version an alias of ``registry.model_name`` points to, or None."""
+    return _alias(configure_mlflow(cfg), cfg.registry.model_name, alias)
+
+
+def load_model_uri(cfg: Config, alias: str) -> str:
+    """``models:/NAME@alias`` after checking the alias exists (RegistryError naming it if not)."""
+    if get_alias_version(cfg, alias) is None:
+        raise RegistryError(f"registered model {cfg.registry.model_name!r} has no alias "
+                            f"{alias!r}; run `abx train` and `abx register` first")
+    return f"models:/{cfg.registry.model_name}@{alias}"
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
+
+
+def _create_version(client: MlflowClient, cfg: Config, results: list[dict] | None) -> str:
+    import mlflow
+
+    results = results if results is not None else load_results(cfg)
+    stale = [r["family"] for r in results if r.get("experiment_id") != cfg.experiment.id]
+    if stale:
+        raise RegistryError(f"training results of {stale} belong to another experiment id, "
+                            f"not {cfg.experiment.id!r}; rerun `abx train`")
+    winner = pick_winner(results)
+    tags = lineage_tags(cfg, winner)
+    mv = with_retries(lambda: mlflow.register_model(
+        winner["model_uri"], cfg.registry.model_name, tags=tags))
+    return str(mv.version)
+
+
+def register_best(cfg: Config, results: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Register the winner (or find it again) and move ``challenger`` (and, on bootstrap, champion).
+
+    Args:
+        cfg: the config; ``experiment.id`` keys the registration.
+        results: ``train_family`` results; None reads the files ``abx train`` wrote.
+
+    Returns:
+        ``{"model_name", "version", "model_uri", "family", "run_id", "bootstrap",
+        "champion_version", "reused", "tags"}``; also written to ``<experiment_dir>/registry.json``.
+    """
+    client = configure_mlflow(cfg)
+    name = cfg.registry.model_name
+    existing = _client_version(client, cfg)
+    version = str(existing.version) if existing else _create_version(client, cfg, results)
+    mv = client.get_model_version(name, version)
+    client.set_registered_model_alias(name, CHALLENGER, version)
+    if _alias(client, name, CHAMPION) is None:  # bootstrap: first model ever becomes champion
+        client.set_model_version_tag(name, version, "bootstrap", "true")
+        client.set_registered_model_alias(name, CHAMPION, version)
+        mv = client.get_model_version(name, version)
+    result = {
+        "model_name": name, "version": version, "model_uri": f"models:/{name}/{version}",
+        "family": mv.tags.get("family"), "run_id": mv.tags.get("run_id"),
+        "bootstrap": mv.tags.get("bootstrap") == "true",
+        "champion_version": _alias(client, name, CHAMPION), "reused": existing is not None,
+        "experiment_id": cfg.experiment.id, "tags": dict(mv.tags),
+    }
+    _write_json(cfg.experiment_dir / "registry.json", result)
+    return result
+
+
+# --------------------------------------------------------------------------- offline gate
+def gate_verdict(metric: str, challenger: float, champion: float, margin: float) -> dict[str, Any]:
+    """Pure rule: the challenger must beat the champion by more than ``margin``.
+
+    ``improvement`` is oriented so that positive is better (log loss is lower-is-better). A
+    negative margin turns the gate into a non-inferiority check.
+    """
+    improvement = champion - challenger if metric == "log_loss" else challenger - champion
+    passed = improvement > margin + 1e-12  # 0.80 - 0.78 must not "beat" a 0.02 margin
+    verb = "beats" if passed else "does not beat"
+    reason = (f"challenger {verb} champion on holdout {metric}: {challenger:.4f} vs "
+              f"{champion:.4f} (improvement {improvement:+.4f}, margin {margin})")
+    if not passed:
+        reason = "no candidate worth a canary: " + reason
+    return {"passed": passed, "reason": reason, "improvement": improvement}
+
+
+def _score(cfg: Config, name: str, version: str) -> float:
+    import mlflow
+
+    from pipeline_components.training.mlflow_runs import holdout_metrics
+
+    model = mlflow.sklearn.load_model(f"models:/{name}/{version}")
+    return holdout_metrics(model, cfg)[cfg.registry.gate_metric]
+
+
+def _record_gate(client: MlflowClient, cfg: Config, version: str, res: dict[str, Any]) -> None:
+    """Tags on the challenger version plus one ``gate`` run per experiment id (found on retry)."""
+    name = cfg.registry.model_name
+    tags = {"gate_passed": str(res["passed"]).lower(), "gate_reason": res["reason"],
+            "gate_metric": res["metric"], "gate_margin": str(res["margin"]),
+            "gate_champion_version": str(res["champion_version"])}
+    for k, v in tags.items():
+        with_retries(lambda k=k, v=v: client.set_model_version_tag(name, version, k, v))
+    exp_id = client.get_experiment_by_name(cfg.tracking.experiment_name).experiment_id
+    flt = f"tags.abx_role = 'gate' and tags.abx_experiment_id = '{cfg.experiment.id}'"
+    runs = client.search_runs([exp_id], filter_string=flt, max_results=1)
+    if runs:
+        run_id = runs[0].info.run_id
+    else:
+        run_id = client.create_run(exp_id, run_name=f"gate-{cfg.experiment.id}", tags={
+            "abx_role": "gate", "abx_experiment_id": cfg.experiment.id}).info.run_id
+        for key in ("challenger_score", "champion_score", "improvement"):
+            if res.get(key) is not None:
+                client.log_metric(run_id, key, float(res[key]))
+        client.set_terminated(run_id, "FINISHED")
+    for k, v in {**tags, "challenger_version": version}.items():
+        client.set_tag(run_id, k, v)
+    res["gate_run_id"] = run_id
+
+
+def offline_gate(cfg: Config) -> dict[str, Any]:
+    """Challenger vs champion on the same holdout; the verdict decides whether a canary starts.
+
+    Returns:
+        ``{"passed", "reason", "metric", "margin", "challenger_version", "champion_version",
+        "challenger_score", "champion_score", "improvement", "bootstrap", "gate_run_id"}``, also
+        written to ``<experiment_dir>/gate.json``. On bootstrap (the challenger *is* the champion)
+        the gate does not pass: there is nothing to compare, so no canary.
+
+    Raises:
+        RegistryError: this experiment id has no registered version, or there is no champion.
+    """
+    client = configure_mlflow(cfg)
+    name = cfg.registry.model_name
+    mv = _client_version(client, cfg)
+    champion = _alias(client, name, CHAMPION)
+    if mv is None or champion is None:
+        raise RegistryError(f"registered model {name!r}: no version for experiment id "
+                            f"{cfg.experiment.id!r} or no {CHAMPION!r} alias; run `abx register`")
+    version, metric = str(mv.version), cfg.registry.gate_metric
+    res: dict[str, Any] = {"metric": metric, "margin": cfg.registry.gate_margin,
+                           "challenger_version": version, "champion_version": champion,
+                           "experiment_id": cfg.experiment.id, "bootstrap": champion == version}
+    if champion == version:
+        res.update(passed=False, challenger_score=None, champion_score=None, improvement=None,
+                   reason=f"bootstrap: version {version} is already the champion; "
+                          "no candidate worth a canary")
+    else:
+        chal, champ = _score(cfg, name, version), _score(cfg, name, champion)
+        res.update(challenger_score=chal, champion_score=champ,
+                   **gate_verdict(metric, chal, champ, cfg.registry.gate_margin))
+    _record_gate(client, cfg, version, res)
+    _write_json(cfg.experiment_dir / "gate.json", res)
+    return res

@@ -1,0 +1,77 @@
+"""App factory: ``create_app(cfg, variants)`` builds the router service for one experiment.
+
+Startup opens the prediction store and its background writer, then loads the variants in a
+thread (``/readyz`` turns 200 when every one is loaded). Shutdown, which uvicorn runs after
+in-flight requests finished, drains the shadow queue and flushes the writer, so the store holds a
+row for every answered request.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from pipeline_components.config import Config
+from pipeline_components.serving.admin import admin
+from pipeline_components.serving.api import router as api_router
+from pipeline_components.serving.router import Router
+from pipeline_components.serving.variants import default_variants
+from pipeline_components.serving.writer import BatchWriter
+from pipeline_components.store import make_engine
+
+log = logging.getLogger("abx.serving")
+
+
+def admin_token(cfg: Config) -> str | None:
+    """serving.admin_token, else the ABX_ADMIN_TOKEN environment variable (None: admin off)."""
+    return cfg.serving.admin_token or os.environ.get("ABX_ADMIN_TOKEN") or None
+
+
+def _limit_threads() -> None:
+    # OpenMP/BLAS pools double the CPU per call of small models on a busy box (STACK-NOTES).
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=1)
+    except Exception:  # threadpoolctl missing or no pools: nothing to limit
+        pass
+
+
+def create_app(cfg: Config, variants: Mapping[str, str] | None = None) -> FastAPI:
+    """Build the router app.
+
+    Args:
+        cfg: the experiment config (serving section, store URL, salt, tracking URI).
+        variants: name -> ``models:/NAME@alias`` | ``models:/NAME/VERSION`` | ``http(s)://...``;
+            default: the champion and challenger aliases of ``cfg.registry.model_name``.
+    """
+    uris = dict(variants or default_variants(cfg.registry.model_name))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        _limit_threads()
+        if any(u.startswith("models:/") or u.startswith("runs:/") for u in uris.values()):
+            import mlflow
+
+            mlflow.set_tracking_uri(cfg.tracking_uri)
+        s = cfg.serving
+        writer = BatchWriter(make_engine(cfg.store_url), s.flush_interval_s, s.flush_max_rows)
+        rt = Router(cfg, uris, writer.start())
+        app.state.router = rt
+        threading.Thread(target=rt.load, name="abx-load", daemon=True).start()
+        try:
+            yield
+        finally:
+            rt.close()
+            log.info("router stopped; rows written: %s", writer.written)
+
+    app = FastAPI(title="abx router", version="1", lifespan=lifespan)
+    app.state.admin_token = admin_token(cfg)
+    app.include_router(api_router)
+    app.include_router(admin)
+    return app

@@ -1,0 +1,231 @@
+"""The router's runtime state and request logic, independent of HTTP.
+
+``Router`` owns the loaded variants, the current routing table (swapped atomically: one attribute
+assignment, so an in-flight request uses either the old or the new table, never half of each),
+the guardrail breaker, the batched writer and the metrics. The HTTP layer (api.py, admin.py) only
+parses, calls one method and serialises.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Mapping
+from typing import Any
+
+from pipeline_components.config import Config
+from pipeline_components.serving.breaker import Breaker, Trip
+from pipeline_components.serving.metrics import Metrics
+from pipeline_components.serving.routing import CHAMPION, RoutingTable, bucket
+from pipeline_components.serving.shadow import ShadowScorer
+from pipeline_components.serving.variants import Variant, load_variant
+from pipeline_components.serving.writer import BatchWriter
+
+log = logging.getLogger("abx.serving")
+
+
+class InjectedFailure(RuntimeError):
+    """Raised by fault injection (serving.challenger_failure_rate) in place of a challenger call."""
+
+
+class Router:
+    """Champion/challenger router: assignment, scoring with fallback, logging, guardrails."""
+
+    def __init__(self, cfg: Config, variants: Mapping[str, str], writer: BatchWriter):
+        if CHAMPION not in variants:
+            raise ValueError(f"variants must include {CHAMPION!r}, got {sorted(variants)}")
+        self.cfg = cfg
+        self.uris = dict(variants)
+        self.exp_id = cfg.experiment.id
+        self.salt = cfg.salt
+        self.shadow = cfg.serving.shadow
+        self.writer = writer
+        self.metrics = Metrics()
+        self.breaker = Breaker(cfg.serving.guardrails)
+        self.variants: dict[str, Variant] = {}
+        self.load_error: str | None = None
+        self.names: frozenset[str] = frozenset()
+        self.categorical: frozenset[str] = frozenset()
+        self.has_remote = False
+        self._rng = random.Random(cfg.experiment.seed)
+        self._fail_rate = cfg.serving.challenger_failure_rate
+        self._admin_lock = threading.Lock()
+        self.counts: dict[str, Counter[str]] = defaultdict(Counter)
+        weights = {n: w for n, w in cfg.serving.weights.items() if n in variants}
+        self.configured = weights or {CHAMPION: 1.0}
+        self.table = RoutingTable.from_weights(self.configured)
+        self.shadow_scorer = ShadowScorer(self)
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def ready(self) -> bool:
+        return len(self.variants) == len(self.uris)
+
+    def load(self) -> None:
+        """Load every variant (once); on failure keep the message for /readyz."""
+        hint = frozenset(self.cfg.data.categorical_features)
+        try:
+            loaded = {n: load_variant(n, u, hint) for n, u in self.uris.items()}
+        except Exception as exc:
+            self.load_error = str(exc)
+            log.error("variant loading failed: %s", exc)
+            return
+        names: set[str] = set()
+        cats: set[str] = set()
+        for v in loaded.values():
+            names |= set(v.spec.names)
+            cats |= set(v.spec.categorical)
+        self.names, self.categorical = frozenset(names), frozenset(cats)
+        self.has_remote = any(v.is_remote for v in loaded.values())
+        self.variants = loaded
+        self.metrics.set_weights(self.table.as_dict(), self.breaker.tripped)
+        if self.shadow:
+            self.shadow_scorer.start()
+
+    def close(self) -> None:
+        self.shadow_scorer.close()
+        self.writer.close()
+
+    # ------------------------------------------------------------------ scoring
+    def assign(self, unit_id: str, forced: str | None) -> str:
+        if forced is not None:
+            return forced
+        if self.shadow:
+            return CHAMPION
+        return self.table.pick(bucket(unit_id, self.salt))
+
+    def call(self, variant: Variant, feats: list[Mapping[str, Any]]) -> tuple[list[float], float]:
+        """Score one group on one variant; returns (predictions, latency ms). May raise."""
+        t0 = time.perf_counter()
+        if variant.name != CHAMPION and self._fail_rate and self._rng.random() < self._fail_rate:
+            raise InjectedFailure(f"injected failure of variant {variant.name!r}")
+        out = variant.predict(feats).tolist()
+        return out, (time.perf_counter() - t0) * 1000.0
+
+    def predict(self, rows: list[tuple[str, Mapping[str, Any]]], forced: str | None) -> list[dict]:
+        """Assign, score (grouped per variant), fall back, log and return one answer per row."""
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i, (unit_id, _) in enumerate(rows):
+            groups[self.assign(unit_id, forced)].append(i)
+        answers: list[dict] = [{}] * len(rows)
+        now = time.time()
+        for name, idx in groups.items():
+            feats = [rows[i][1] for i in idx]
+            for i, ans in zip(idx, self._score_group(name, feats), strict=True):
+                ans["request_id"] = uuid.uuid4().hex
+                answers[i] = ans
+                self._log(now, rows[i], ans, served=True)
+        if self.shadow:
+            self.shadow_scorer.submit(rows, answers, now)
+        return answers
+
+    def _score_group(self, name: str, feats: list[Mapping[str, Any]]) -> list[dict]:
+        var = self.variants[name]
+        champ = self.variants[CHAMPION]
+        try:
+            preds, ms = self.call(var, feats)
+            status, version = "ok", var.model_version
+        except Exception as exc:
+            self._record_error(var, exc, len(feats))
+            if name == CHAMPION:
+                return [self._answer(None, name, champ.model_version, 0.0, "error") for _ in feats]
+            try:
+                preds, ms = self.call(champ, feats)
+                status, version = "fallback", champ.model_version
+            except Exception as exc2:
+                self._record_error(champ, exc2, len(feats))
+                return [self._answer(None, name, var.model_version, 0.0, "error") for _ in feats]
+        else:
+            if name != CHAMPION:
+                for _ in feats:
+                    self._breaker_record(False, ms)
+        return [self._answer(p, name, version, ms, status) for p in preds]
+
+    @staticmethod
+    def _answer(p: float | None, name: str, version: str, ms: float, status: str) -> dict:
+        return {"prediction": p, "variant": name, "model_version": version,
+                "latency_ms": ms, "status": status}
+
+    def _record_error(self, var: Variant, exc: Exception, n: int) -> None:
+        log.warning("variant %s failed on %d rows: %s", var.name, n, exc)
+        self.metrics.error(var.name, var.model_version)
+        self.counts[var.name]["errors"] += n
+        if var.name != CHAMPION:
+            for _ in range(n):
+                self._breaker_record(True, 0.0)
+
+    def _log(self, now: float, row: tuple[str, Mapping[str, Any]], ans: dict, served: bool) -> None:
+        self.counts[ans["variant"]]["requests" if served else "shadow"] += 1
+        self.metrics.observe(ans["variant"], ans["model_version"], ans["status"], served,
+                             ans["latency_ms"] / 1000.0)
+        self.writer.put("predictions", {
+            "experiment_id": self.exp_id, "ts": now, "request_id": ans["request_id"],
+            "unit_id": row[0], "variant": ans["variant"], "model_version": ans["model_version"],
+            "prediction": ans["prediction"], "latency_ms": ans["latency_ms"],
+            "status": ans["status"], "served": served, "features": row[1],
+        })
+
+    # ------------------------------------------------------------------ guardrails and admin
+    def _breaker_record(self, error: bool, ms: float) -> None:
+        trip = self.breaker.record(error, ms)
+        if trip is not None:
+            self._on_trip(trip)
+
+    def _on_trip(self, trip: Trip) -> None:
+        log.error("guardrail breaker tripped: %s", trip.reason)
+        self.table = RoutingTable.from_weights({n: float(n == CHAMPION) for n in self.uris})
+        self.metrics.set_weights(self.table.as_dict(), True)
+        self.event("breaker", trip.as_dict())
+
+    def event(self, kind: str, detail: Mapping[str, Any]) -> None:
+        self.writer.put("events", {"experiment_id": self.exp_id, "ts": time.time(),
+                                   "kind": kind, "detail": dict(detail)})
+
+    def set_weights(self, weights: Mapping[str, float], kind: str = "weights",
+                    detail: Mapping[str, Any] | None = None, reset_breaker: bool = False) -> dict:
+        """Validate and swap in a new routing table atomically; records an ``events`` row.
+
+        Raises:
+            ValueError: unknown variant, bad weight, or a tripped breaker without reset.
+        """
+        unknown = sorted(set(weights) - set(self.uris))
+        if unknown:
+            raise ValueError(f"weights.{unknown[0]}: unknown variant (have {sorted(self.uris)})")
+        table = RoutingTable.from_weights(weights)
+        with self._admin_lock:
+            if self.breaker.tripped and not reset_breaker and set(table.names) != {CHAMPION}:
+                raise PermissionError("breaker tripped: pass reset_breaker=true to route "
+                                      f"traffic to the challenger again ({self.breaker.trip})")
+            if reset_breaker:
+                self.breaker.reset()
+            self.configured = dict(weights)
+            self.table = table
+            self.metrics.set_weights(table.as_dict(), self.breaker.tripped)
+            self.event(kind, {"weights": table.as_dict(), **(detail or {})})
+        return self.status()
+
+    def status(self) -> dict:
+        trip = self.breaker.trip
+        return {
+            "experiment_id": self.exp_id,
+            "ready": self.ready,
+            "load_error": self.load_error,
+            "weights": self.table.as_dict(),
+            "configured_weights": self.configured,
+            "shadow": self.shadow,
+            "variants": {
+                n: {"uri": u, "loaded": n in self.variants,
+                    "model_version": self.variants[n].model_version if n in self.variants else None,
+                    "path": self.variants[n].path if n in self.variants else None}
+                for n, u in self.uris.items()
+            },
+            "breaker": {"tripped": trip is not None, "reason": trip.reason if trip else None,
+                        "tripped_at": trip.ts if trip else None, "window": self.breaker.window()},
+            "counts": {k: dict(v) for k, v in self.counts.items()},
+            "rows_written": dict(self.writer.written),
+            "pending_rows": self.writer.pending(),
+        }

@@ -1,0 +1,87 @@
+"""Shadow scoring: the champion answers, every challenger scores the same rows in the background.
+
+Served requests hand their rows to a bounded queue; one thread scores them in batches (one model
+call per batch, so shadow costs little CPU) and logs each as ``served=False``. The breaker sees
+shadow calls too, so a failing challenger is caught before it ever serves. A full queue drops the
+shadow score (counted), never the user's request.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from pipeline_components.serving.routing import CHAMPION
+
+if TYPE_CHECKING:
+    from pipeline_components.serving.router import Router
+
+_STOP = object()
+
+
+class ShadowScorer:
+    """Background challenger scoring for shadow mode."""
+
+    def __init__(self, router: Router, max_queue: int = 10_000, max_batch: int = 128):
+        self.router = router
+        self.q: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
+        self.max_batch = max_batch
+        self.dropped = 0
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="abx-shadow", daemon=True)
+        self._thread.start()
+
+    def submit(self, rows: list[tuple[str, Mapping[str, Any]]], answers: list[dict],
+               now: float) -> None:
+        for row, ans in zip(rows, answers, strict=True):
+            try:
+                self.q.put_nowait((row, ans["request_id"], now))
+            except queue.Full:
+                self.dropped += 1
+
+    def _run(self) -> None:
+        while True:
+            item = self.q.get()
+            if item is _STOP:
+                return
+            batch = [item]
+            while len(batch) < self.max_batch:
+                try:
+                    nxt = self.q.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    self._score(batch)
+                    return
+                batch.append(nxt)
+            self._score(batch)
+
+    def _score(self, batch: list[tuple[tuple[str, Mapping[str, Any]], str, float]]) -> None:
+        r = self.router
+        feats = [row[1] for row, _, _ in batch]
+        for name, var in r.variants.items():
+            if name == CHAMPION:
+                continue
+            try:
+                preds, ms = r.call(var, feats)
+                status = "ok"
+                for _ in batch:
+                    r._breaker_record(False, ms)
+            except Exception as exc:
+                r._record_error(var, exc, len(batch))
+                preds, ms, status = [None] * len(batch), 0.0, "error"
+            for (row, req_id, ts), p in zip(batch, preds, strict=True):
+                ans = {"prediction": p, "variant": name, "model_version": var.model_version,
+                       "latency_ms": ms, "status": status, "request_id": req_id}
+                r._log(ts, row, ans, served=False)  # same request_id: the shadow join key
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Score whatever is queued, then stop."""
+        if self._thread is None:
+            return
+        self.q.put(_STOP)
+        self._thread.join(timeout_s)

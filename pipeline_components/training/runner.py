@@ -1,0 +1,146 @@
+"""Entry points of the train stage: ``train_family`` (one study) and ``train_all`` (every family).
+
+Order matters for "clear errors, nothing half-written": the config is validated and the tracking
+store probed *before* a study is created; workers run; only then does the parent write MLflow runs
+and the per-family result file ``<state>/experiments/<id>/training/<family>.json`` that
+``registry.register_best`` reads when no results are passed in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from pipeline_components.config import Config
+from pipeline_components.errors import AbxError
+from pipeline_components.tracking import configure_mlflow
+from pipeline_components.training import families, mlflow_runs
+from pipeline_components.training import study as st
+
+Progress = Callable[[str, int, int], None]  # (family, finished trials, budget)
+
+
+def result_path(cfg: Config, family: str) -> Path:
+    """Where a family's training result (small JSON) is written."""
+    return cfg.experiment_dir / "training" / f"{family}.json"
+
+
+def _redact(url: str) -> str:
+    if "://" not in url:
+        return url
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _run_processes(cfg: Config, family: str, storage_url: str, poll: Callable[[], Any]) -> None:
+    raw = json.dumps({"config": cfg.model_dump(mode="json"), "storage": storage_url})
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "OPENBLAS_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "pipeline_components.training.worker", family]
+    procs = []
+    for i in range(cfg.training.workers):
+        p = subprocess.Popen([*cmd, str(i)], stdin=subprocess.PIPE, env=env, text=True)
+        assert p.stdin is not None
+        p.stdin.write(raw)
+        p.stdin.close()
+        procs.append(p)
+    try:
+        while any(p.poll() is None for p in procs):
+            poll()
+            time.sleep(0.5)
+    finally:  # an interrupted parent must not leave orphan workers running trials
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+            p.wait()
+    failed = [(i, p.returncode) for i, p in enumerate(procs) if p.returncode != 0]
+    if failed:
+        raise AbxError(f"family {family}: training workers failed (index, exit code): {failed}; "
+                       "their tracebacks are printed above")
+
+
+def run_workers(cfg: Config, family: str, storage_url: str, on_progress: Progress | None) -> None:
+    """Run ``training.workers`` processes on the shared study and wait for them."""
+    study = optuna.load_study(study_name=st.study_name(cfg, family),
+                              storage=st.open_storage(storage_url))
+    budget = cfg.training.n_trials
+    if st.finished_trials(study) >= budget:  # a retry of a finished study: nothing to run
+        pass
+    elif cfg.training.workers == 1:  # no spawn cost for the common small case
+        st.optimize(cfg, family, 0, storage_url)
+    else:
+        _run_processes(cfg, family, storage_url, lambda: on_progress and on_progress(
+            family, st.finished_trials(study), budget))
+    if on_progress:
+        on_progress(family, st.finished_trials(study), budget)
+
+
+def _write_result(cfg: Config, family: str, result: dict[str, Any]) -> None:
+    path = result_path(cfg, family)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
+
+
+def _summary(study: optuna.Study) -> dict[str, int]:
+    states = [t.state.name.lower() for t in study.get_trials(deepcopy=False)]
+    return {s: states.count(s) for s in ("complete", "pruned", "fail")}
+
+
+def train_family(cfg: Config, family: str, on_progress: Progress | None = None) -> dict[str, Any]:
+    """Run (or resume) one family's study, log it to MLflow, refit and log the best model.
+
+    Returns:
+        ``{"family", "study_name", "storage", "metric", "best_value", "best_trial",
+        "best_params", "trials": {complete, pruned, fail}, "run_id", "model_uri", "holdout",
+        "duration_s"}``, also written to ``result_path(cfg, family)``.
+
+    Raises:
+        ConfigError: unknown family or bad search space (names the params.yaml key).
+        TrackingError: the tracking store is unreachable (nothing is created).
+    """
+    families.search_space(cfg, family)
+    client = configure_mlflow(cfg)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    started = time.perf_counter()
+    spec = st.storage_spec(cfg, family)
+    study = st.create_study(cfg, family, st.open_storage(spec))
+    run_workers(cfg, family, spec, on_progress)
+    if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        fails = [t.system_attrs.get("fail_reason", "?") for t in study.trials][:1]
+        raise AbxError(f"family {family}: study {study.study_name} has no completed trial "
+                       f"(first failure: {fails or 'none ran; check training.timeout_s'})")
+    exp_id = client.get_experiment_by_name(cfg.tracking.experiment_name).experiment_id
+    parent = mlflow_runs.parent_run(client, exp_id, cfg, family, study.study_name)
+    mlflow_runs.log_trials(client, exp_id, parent, study, cfg)
+    refit = mlflow_runs.refit_best(cfg, family, study, parent)
+    best = study.best_trial
+    result = {
+        "family": family, "study_name": study.study_name, "storage": _redact(spec),
+        "metric": cfg.training.metric, "best_value": float(best.value),
+        "best_trial": best.number, "best_params": best.params, "trials": _summary(study),
+        "run_id": parent, "model_uri": refit["model_uri"], "holdout": refit["holdout"],
+        "experiment_id": cfg.experiment.id, "duration_s": round(time.perf_counter() - started, 3),
+    }
+    _write_result(cfg, family, result)
+    return result
+
+
+def train_all(cfg: Config, on_progress: Progress | None = None) -> list[dict[str, Any]]:
+    """Train every family in ``training.families`` (each with ``training.workers`` processes).
+
+    The whole config is validated and the tracking store probed before the first study starts.
+    """
+    families.validate_training_config(cfg)
+    configure_mlflow(cfg)
+    return [train_family(cfg, f, on_progress) for f in cfg.training.families]

@@ -1,0 +1,81 @@
+"""The ramp's stop rule and final decision (pure), and the run-conf glue."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline_components.config import DEFAULT_PARAMS
+from pipeline_components.errors import ConfigError
+from pipeline_components.experiment.canary import final_decision, step_weights, stop_reason
+from pipeline_components.experiment.config import (
+    conf_from_form,
+    config_for,
+    experiment_id_from_run,
+    form_overrides,
+)
+
+CONTINUE = {"action": "continue", "reasons": [["NOT_ENOUGH_DATA", "n=10 < 100", False]]}
+
+
+@pytest.mark.parametrize(("decision", "breaker", "elapsed", "want"), [
+    (CONTINUE, {}, 1.0, None),
+    (CONTINUE, {"tripped": True, "reason": "error rate"}, 1.0, "breaker"),
+    ({"action": "promote", "reasons": []}, {}, 1.0, "promote"),
+    ({"action": "rollback", "reasons": []}, {}, 1.0, "rollback"),
+    (CONTINUE, {}, 600.0, "budget"),
+])
+def test_stop_reason(decision: dict, breaker: dict, elapsed: float, want: str | None) -> None:
+    assert stop_reason(decision, breaker, elapsed, 600.0) == want
+
+
+def test_breaker_overrides_a_positive_result() -> None:
+    out = final_decision({"action": "promote", "reasons": []}, {"tripped": True, "reason": "p99"},
+                         "breaker")
+    assert out["action"] == "rollback"
+    assert out["reasons"][0]["code"] == "BREAKER" and "p99" in out["reasons"][0]["message"]
+
+
+def test_inconclusive_ramp_keeps_the_champion() -> None:
+    out = final_decision(CONTINUE, {}, None)
+    assert out["action"] == "rollback"
+    assert [r["code"] for r in out["reasons"]] == ["INCONCLUSIVE_AT_END", "NOT_ENOUGH_DATA"]
+    assert final_decision(CONTINUE, {}, "budget")["reasons"][0]["code"] == "TIME_BUDGET"
+
+
+def test_confident_decisions_pass_through() -> None:
+    d = {"action": "promote", "reasons": [{"code": "EFFECT_POSITIVE", "message": "m",
+                                           "blocking": False}]}
+    assert final_decision(d, {}, "promote") == d
+    assert step_weights(0.05) == {"champion": 0.95, "challenger": 0.05}
+
+
+def test_experiment_id_from_run_ids_is_valid_and_unique() -> None:
+    a = experiment_id_from_run("manual__2026-11-23T16:16:32.564534+00:00")
+    b = experiment_id_from_run("scheduled__2026-11-24T02:00:00+00:00")
+    assert a == "exp-manual-20261123T161632564534"
+    assert b == "exp-scheduled-20261124T020000"
+    assert experiment_id_from_run("weird run/ü") == "exp-run-weirdrun"
+
+
+def test_form_values_override_params_and_paths_are_anchored(tmp_path: Path) -> None:
+    form = {"families": ["logreg"], "n_trials": 3, "alpha": None, "canary_steps": [0.1, 0.5],
+            "overrides": {"training.cv_folds": 2, "experiment.state_dir": "st"}}
+    assert form_overrides(form) == {"training.families": ["logreg"], "training.n_trials": 3,
+                                    "canary.steps": [0.1, 0.5], "training.cv_folds": 2,
+                                    "experiment.state_dir": "st"}
+    conf = conf_from_form(DEFAULT_PARAMS, form, "manual__2026-01-01T00:00:00+00:00")
+    cfg = config_for(conf)
+    assert cfg.experiment.id == "exp-manual-20260101T000000"
+    assert cfg.training.n_trials == 3 and cfg.analysis.alpha == 0.05  # None keeps params.yaml
+    root = DEFAULT_PARAMS.resolve().parent
+    assert cfg.state_dir == root / "st" and cfg.features.out_dir == root / "data/features"
+    assert conf_from_form(DEFAULT_PARAMS, {"experiment_id": "mine"}, "x")["experiment_id"] == "mine"
+
+
+def test_bad_form_values_fail_naming_the_key() -> None:
+    with pytest.raises(ConfigError, match="canary.steps"):
+        conf_from_form(DEFAULT_PARAMS, {"canary_steps": [0.5, 0.1]}, "manual__x")
+    with pytest.raises(ConfigError, match="overrides"):
+        form_overrides({"overrides": [1, 2]})

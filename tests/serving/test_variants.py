@@ -1,0 +1,51 @@
+"""Loading: alias pinning, feature spec from the signature, numpy path == DataFrame path."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline_components.config import Config, load_config
+from pipeline_components.errors import RegistryError
+from pipeline_components.serving.fastpath import numpy_ready
+from pipeline_components.serving.testing import TEST_DATA, build_model, training_frame
+from pipeline_components.serving.variants import load_variant
+
+
+def test_loads_registered_alias_on_numpy_path(
+    make_cfg: Callable[..., Config], rows: list[dict[str, Any]]
+) -> None:
+    cfg = make_cfg()
+    mlflow.set_tracking_uri(cfg.tracking_uri)
+    champ = load_variant("champion", "models:/abx-model@champion")
+    chall = load_variant("challenger", "models:/abx-model@challenger")
+    assert (champ.model_version, chall.model_version) == ("1", "2")
+    assert champ.path == "numpy"
+    assert champ.spec.categorical == {"segment", "device"}
+    assert champ.spec.names[:2] == ("x0", "x1")
+    original = mlflow.sklearn.load_model("models:/abx-model/1")
+    frame = pd.DataFrame(rows)[list(champ.spec.names)]
+    np.testing.assert_allclose(champ.predict(rows), original.predict_proba(frame)[:, 1],
+                               rtol=1e-12)
+
+
+def test_missing_alias_names_the_uri(make_cfg: Callable[..., Config]) -> None:
+    mlflow.set_tracking_uri(make_cfg().tracking_uri)
+    with pytest.raises(RegistryError, match="abx-model@nope"):
+        load_variant("x", "models:/abx-model@nope")
+
+
+def test_numpy_rewrite_matches_dataframe_on_shuffled_columns() -> None:
+    # Rows are built in the trained order, whatever order the request's keys came in.
+    cfg = load_config(None, TEST_DATA)
+    x, y = training_frame(cfg, 600)
+    model = build_model(cfg).fit(x, y)
+    fast = numpy_ready(model, list(x.columns))
+    got = fast.predict_proba(x.to_numpy(dtype=object))[:, 1]
+    np.testing.assert_allclose(got, model.predict_proba(x)[:, 1], rtol=1e-12)
+    assert not hasattr(fast, "feature_names_in_") and hasattr(model, "feature_names_in_")
