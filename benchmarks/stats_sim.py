@@ -4,8 +4,9 @@ Simulates many experiments at once (vectorised numpy, block sums per look) on th
 streams: a binary conversion at a 10% base rate, a heavy-tailed revenue-like metric (10% buyers,
 lognormal basket) and a latency-like lognormal; a lift shifts every treatment value (binary: the
 rate) by a constant, keeping the shape of the tail. For naive peeking (the fixed test at every
-look), the fixed horizon, the mSPRT and the group-sequential test (OBF- and Pocock-type spending)
-it prints:
+look), the fixed horizon, the mSPRT and the group-sequential test (OBF- and Pocock-type alpha
+spending; "+fut" adds non-binding futility: Pocock efficacy with OBF-type beta spending, the
+pipeline's gst default, and OBF efficacy with Pocock-type futility) it prints:
 
 * the realised A/A false positive rate with 1, 10 and 100 looks, and its 95% Clopper-Pearson
   upper bound (target: <= 5%, bound <= 5.5%; naive peeking is the harness check, ~19% at 10 looks);
@@ -32,7 +33,8 @@ from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
 
 from pipeline_components.analysis.cuped import adjust_arrays
-from pipeline_components.analysis.gst import boundaries, inflation_factor
+from pipeline_components.analysis.futility import futility_bounds, futility_design
+from pipeline_components.analysis.gst import Spending, boundaries, inflation_factor
 from pipeline_components.analysis.planning import fixed_information
 from pipeline_components.analysis.sequential import msprt_reject, tau2_for_horizon
 from pipeline_components.analysis.summaries import diff_and_variance
@@ -126,7 +128,29 @@ def designs(m: Metric) -> dict[tuple[str, int], tuple[npt.NDArray, Callable[...,
             looks = grid(k, span)
             c = boundaries(looks / span, ALPHA, kind)
             out[(f"gst-{kind}", k)] = (looks, lambda d, v, i, c=c: np.abs(d) >= c[i] * np.sqrt(v))
+        out[("gst-pocock+fut", k)] = _futility_design(k, grid, "pocock", "obf")
+        out[("gst-obf+fut", k)] = _futility_design(k, grid, "obf", "pocock")
     return out
+
+
+def _futility_design(
+    k: int, grid: Callable[[int, int], npt.NDArray], eff: Spending, fut: Spending
+) -> tuple:
+    """Efficacy bounds ``eff`` plus non-binding futility ``fut`` (beta spending)."""
+    theta, infl = futility_design(k, ALPHA, POWER, eff, fut)
+    span = int(round(infl * BLOCKS_PER_N))
+    looks = grid(k, span)
+    fr = looks / span
+    c = boundaries(fr, ALPHA, eff)
+    low = futility_bounds(fr, c, 1 - POWER, fut, theta)
+    low = np.where(low >= c, -np.inf, low)
+    low[-1] = c[-1]
+
+    def rule(d: npt.NDArray, v: npt.NDArray, i: int) -> tuple[npt.NDArray, npt.NDArray]:
+        z = d / np.sqrt(v)
+        return np.abs(z) >= c[i], z <= low[i]
+
+    return looks, rule
 
 
 def evaluate(m: Metric, lift: float, reps: int, seed: int, chunk: int) -> dict:
@@ -140,14 +164,29 @@ def evaluate(m: Metric, lift: float, reps: int, seed: int, chunk: int) -> dict:
         n1, s1, ss1 = block_sums(m, rng, r, lift)
         d, v = diff_and_variance(n0, s0, ss0, n1, s1, ss1)
         for key, (looks, rule) in des.items():
-            rej = np.stack([rule(d[:, j - 1], v[:, j - 1], i) for i, j in enumerate(looks)], 1)
-            stop = first_stop(rej, looks, int(looks[-1]))
-            first = np.argmax(rej, axis=1)
-            up = rej.any(axis=1) & (d[np.arange(r), looks[first] - 1] > 0)
-            acc[key][0].append(rej.any(axis=1))
+            rej, fut = _apply(rule, d, v, looks)
+            halt = rej | fut
+            stop = first_stop(halt, looks, int(looks[-1]))
+            first = np.argmax(halt, axis=1)
+            rejected = halt.any(axis=1) & rej[np.arange(r), first]
+            up = rejected & (d[np.arange(r), looks[first] - 1] > 0)
+            acc[key][0].append(rejected)
             acc[key][1].append(up)
             acc[key][2].append(stop)
     return {k: tuple(np.concatenate(x) for x in v) for k, v in acc.items()}
+
+
+def _apply(
+    rule: Callable[..., object], d: npt.NDArray, v: npt.NDArray, looks: npt.NDArray
+) -> tuple[npt.NDArray, npt.NDArray]:
+    """(rejects, futility stops), each (reps, looks); rules without futility never stop early."""
+    rej, fut = [], []
+    for i, j in enumerate(looks):
+        out = rule(d[:, j - 1], v[:, j - 1], i)
+        r, f = out if isinstance(out, tuple) else (out, np.zeros_like(out, dtype=bool))
+        rej.append(r)
+        fut.append(f)
+    return np.stack(rej, 1), np.stack(fut, 1)
 
 
 def cuped_reduction(rho: float, reps: int, n: int, seed: int) -> tuple[float, float]:
@@ -183,7 +222,8 @@ def report(quick: bool, seed: int) -> Iterator[str]:
         yield "A/A false positive rate (95% upper bound):"
         yield _row(["method", *[f"{k} look(s)" for k in LOOKS]])
         yield _row(["---"] * (len(LOOKS) + 1))
-        for method in ("naive", "fixed", "msprt", "gst-obf", "gst-pocock"):
+        for method in ("naive", "fixed", "msprt", "gst-obf", "gst-pocock", "gst-pocock+fut",
+                       "gst-obf+fut"):
             cells = []
             for k in LOOKS:
                 rej = aa[(method, 1 if method == "fixed" else k)][0]
@@ -196,7 +236,9 @@ def report(quick: bool, seed: int) -> Iterator[str]:
             yield _row(["method", "looks", "power", "median n / fixed n"])
             yield _row(["---"] * 4)
             for key in (("fixed", 1), ("naive", 10), ("msprt", 10), ("msprt", 100),
-                        ("gst-obf", 10), ("gst-obf", 100), ("gst-pocock", 10), ("gst-pocock", 100)):
+                        ("gst-obf", 10), ("gst-obf", 100), ("gst-pocock", 10), ("gst-pocock", 100),
+                        ("gst-pocock+fut", 10), ("gst-pocock+fut", 100), ("gst-obf+fut", 10),
+                        ("gst-obf+fut", 100)):
                 _, up, stop = h1[key]
                 yield _row([key[0], str(key[1]), f"{up.mean():.1%}",
                             f"{np.median(stop) / BLOCKS_PER_N:.2f}"])

@@ -132,6 +132,8 @@ class ServingConfig(_Section):
     max_body_bytes: int = Field(1_000_000, ge=1024)
     flush_interval_s: float = Field(0.2, gt=0.0)
     flush_max_rows: int = Field(500, ge=1)
+    # Coalesce concurrent /predict calls into one model call per variant (serving/batcher.py).
+    micro_batch: bool = True
     backend: Literal["local", "docker"] = "local"
     # Fault injection for demos and tests: share of challenger calls that raise.
     challenger_failure_rate: float = Field(0.0, ge=0.0, le=1.0)
@@ -185,8 +187,10 @@ class AnalysisConfig(_Section):
     baseline_rate: float = Field(0.75, gt=0.0, lt=1.0)
     method: Literal["msprt", "gst", "fixed"] = "msprt"
     max_looks: int = Field(10, ge=1)
-    gst_spending: Literal["obf", "pocock"] = "obf"
+    gst_spending: Literal["obf", "pocock"] = "pocock"  # alpha spending of the efficacy bound
+    gst_futility: Literal["none", "obf", "pocock"] = "obf"  # beta spending, non-binding
     msprt_tau: float | None = Field(None, gt=0.0)  # None: the mde
+    shadow_tau: float = Field(0.02, gt=0.0)  # prior sd of the paired log-loss difference
     srm_p_threshold: float = Field(0.001, gt=0.0, lt=1.0)
     cuped: bool = True
     min_units_per_arm: int = Field(100, ge=2)

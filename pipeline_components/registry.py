@@ -30,7 +30,7 @@ CHAMPION, CHALLENGER = "champion", "challenger"
 
 
 def git_commit() -> str:
-    """The commit of the code that runs (``ABX_GIT_COMMIT`` wins, e.g. in a container) or unknown."""
+    """The commit of the running code (``ABX_GIT_COMMIT`` wins, e.g. in a container) or unknown."""
     if os.environ.get("ABX_GIT_COMMIT"):
         return os.environ["ABX_GIT_COMMIT"]
     try:

@@ -14,13 +14,14 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+from fastapi import FastAPI, Request, Response  # noqa: E402 - after the env var, before sklearn
 
-def build(model_uri: str, tracking_uri: str):  # noqa: ANN201 - a FastAPI app
+
+def build(model_uri: str, tracking_uri: str) -> FastAPI:
     import mlflow
     import mlflow.sklearn
     import numpy as np
     import orjson
-    from fastapi import FastAPI, Request, Response
 
     from pipeline_components.serving.fastpath import numpy_ready
 

@@ -105,23 +105,28 @@ def _bench(a: argparse.Namespace, work: Path) -> None:
                   work / "bare.log")
     backend = LocalBackend()
     dep = backend.start(cfg)
+    cfg0 = make_test_config(work, work / "router0", {
+        "serving.weights": {"champion": 0.9, "challenger": 0.1}, "experiment.id": "bench0",
+        "serving.micro_batch": False})
+    dep0 = backend.start(cfg0)
     _wait(f"http://127.0.0.1:{port_a}/readyz", bare)
-    res: dict[str, list[Result]] = {"a": [], "b": []}
+    urls = {"a": f"http://127.0.0.1:{port_a}", "b": dep.url, "b0": dep0.url}
+    res: dict[str, list[Result]] = {k: [] for k in urls}
     try:
-        for url in (f"http://127.0.0.1:{port_a}", dep.url):  # warm-up
+        for url in urls.values():  # warm-up
             run(url, "/predict", feats, None, 1, a.connections)
         for _ in range(a.rounds):
-            res["a"].append(run(f"http://127.0.0.1:{port_a}", "/predict", feats, None,
-                                a.duration, a.connections))
-            res["b"].append(run(dep.url, "/predict", feats, None, a.duration, a.connections))
+            for k, url in urls.items():
+                res[k].append(run(url, "/predict", feats, None, a.duration, a.connections))
     finally:
         _stop(bare)
         backend.stop(dep)
+        backend.stop(dep0)
     stored = count_rows(make_engine(cfg.store_url), predictions, "bench")
     sent = sum(r.requests for r in res["b"])
-    ra, rb = (max(res[k], key=lambda r: r.rps) for k in ("a", "b"))
+    best = {k: max(v, key=lambda r: r.rps) for k, v in res.items()}
     rc = None if a.skip_mlflow else _mlflow_serve(cfg, feats, a, work)
-    _report(ra, rb, rc, stored, sent)
+    _report(best, rc, stored, sent)
 
 
 def _mlflow_serve(cfg: Any, feats: dict[str, Any], a: argparse.Namespace, work: Path) -> Result:
@@ -145,17 +150,20 @@ def _mlflow_serve(cfg: Any, feats: dict[str, Any], a: argparse.Namespace, work: 
         _stop(proc)
 
 
-def _report(ra: Result, rb: Result, rc: Result | None, stored: int, sent: int) -> None:
+def _report(best: dict[str, Result], rc: Result | None, stored: int, sent: int) -> None:
+    ra, rb, rb0 = best["a"], best["b"], best["b0"]
     print(_line("(a) bare FastAPI + numpy", ra))
     print(_line("(b) abx router 90/10, logging on", rb))
+    print(_line("(b0) same, micro_batch off", rb0))
     if rc is not None:
         print(_line("(c) mlflow models serve", rc))
-    print(f"  b/a throughput {rb.rps / ra.rps:.2f}x (target >= 0.9)   "
-          f"p99(b) - p99(a) {rb.p99_ms - ra.p99_ms:+.2f} ms (target <= 2)")
+    for name, r in (("b", rb), ("b0", rb0)):
+        print(f"  {name}/a throughput {r.rps / ra.rps:.2f}x (target >= 0.9)   "
+              f"p99({name}) - p99(a) {r.p99_ms - ra.p99_ms:+.2f} ms (target <= 2)")
     if rc is not None:
         print(f"  b/c throughput {rb.rps / rc.rps:.2f}x (target >= 3)   "
-              f"a/c {ra.rps / rc.rps:.2f}x")
-    print(f"  router rows stored {stored} for {sent} requests wrk completed "
+              f"b0/c {rb0.rps / rc.rps:.2f}x   a/c {ra.rps / rc.rps:.2f}x")
+    print(f"  router (b) rows stored {stored} for {sent} requests wrk counted "
           f"(plus warm-up and requests cut off at the end of each run)")
 
 

@@ -32,7 +32,8 @@ def adjust_arrays(
     arms: list[tuple[npt.ArrayLike, ...]],
 ) -> tuple[npt.NDArray, list[tuple[npt.NDArray, npt.NDArray, npt.NDArray]]]:
     """Vectorised CUPED over arms of sums (n, y, yy, x, xx, xy); returns theta and (n, s, ss)."""
-    n, y, yy, x, xx, xy = (np.asarray(sum(a[i] for a in arms), dtype=float) for i in range(6))
+    totals = [np.sum([np.asarray(a[i], dtype=float) for a in arms], axis=0) for i in range(6)]
+    n, y, yy, x, xx, xy = totals
     with np.errstate(divide="ignore", invalid="ignore"):
         cov = (xy - x * y / n) / (n - 1)
         var_x = sample_variance(n, x, xx)

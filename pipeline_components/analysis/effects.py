@@ -56,7 +56,7 @@ def _decision_test(
             c, t, alpha=a.alpha / m, power=a.power,
             fixed_info=fixed_information(a.mde, a.alpha / m, a.power), look=look,
             max_looks=a.max_looks, kind=a.gst_spending, previous_fractions=previous_fractions,
-            names=names,
+            futility=None if a.gst_futility == "none" else a.gst_futility, names=names,
         )
     res = (proportion_test if binary else welch_test)(c, t, a.alpha, names)
     if res.reason:
@@ -81,8 +81,10 @@ def compare_all(
         fixed_ref = (proportion_test if binary else welch_test)(c, t, cfg.analysis.alpha,
                                                               (CONTROL, name))
         adj = _cuped_for(with_x, name)
-        use_adj = adj is not None and adj.reason is None and adj.control and adj.treatment
-        tc, tt = (adj.control, adj.treatment) if use_adj else (c, t)  # type: ignore[union-attr]
+        tc, tt = c, t
+        use_adj = adj is not None and adj.control is not None and adj.treatment is not None
+        if adj is not None and adj.control is not None and adj.treatment is not None:
+            tc, tt = adj.control, adj.treatment
         effect = _decision_test(cfg, tc, tt, binary and not use_adj, len(challengers), look,
                                 previous_fractions, name)
         if use_adj:

@@ -51,32 +51,34 @@ def _trapezoid_weights(grid: npt.NDArray) -> npt.NDArray:
     return w
 
 
-def _continuation_grid(c: float, t: float, drift: float) -> npt.NDArray:
-    half = min(c * math.sqrt(t), 9.0 * math.sqrt(t) + abs(drift) * t)
-    return np.linspace(-half, half, _N_GRID)
+def _continuation_grid(lo: float, hi: float, t: float, drift: float) -> npt.NDArray:
+    """S-scale grid over the continuation region (lo, hi) in z, cut where the density is ~0."""
+    m, sd = drift * t, math.sqrt(t)
+    a, b = max(lo * sd, m - 9.0 * sd), min(hi * sd, m + 9.0 * sd)
+    return np.linspace(a, b, _N_GRID) if b > a else np.linspace(m - 1e-9, m + 1e-9, _N_GRID)
 
 
 def _exit_probs(
-    grid: npt.NDArray | None, mass: npt.NDArray | None, b: float, t_prev: float, t: float,
-    drift: float,
+    grid: npt.NDArray | None, mass: npt.NDArray | None, lo_s: float, hi_s: float,
+    t_prev: float, t: float, drift: float,
 ) -> tuple[float, float]:
-    """P(cross the upper / lower S-boundary +-b at time t, not having crossed before)."""
+    """P(S(t) >= hi_s), P(S(t) <= lo_s), jointly with no earlier crossing (S-scale bounds)."""
     sd = math.sqrt(t - t_prev)
     if grid is None or mass is None:  # first look: S(t) ~ N(drift t, t)
         m = drift * t
-        return float(stats.norm.sf((b - m) / sd)), float(stats.norm.cdf((-b - m) / sd))
+        return float(stats.norm.sf((hi_s - m) / sd)), float(stats.norm.cdf((lo_s - m) / sd))
     mu = grid + drift * (t - t_prev)
-    up = float(mass @ special.ndtr((mu - b) / sd))
-    lo = float(mass @ special.ndtr((-b - mu) / sd))
-    return up, lo
+    up = float(mass @ special.ndtr((mu - hi_s) / sd))
+    down = float(mass @ special.ndtr((lo_s - mu) / sd))
+    return up, down
 
 
 def _advance(
-    grid: npt.NDArray | None, mass: npt.NDArray | None, c: float, t_prev: float, t: float,
-    drift: float,
+    grid: npt.NDArray | None, mass: npt.NDArray | None, lo: float, hi: float, t_prev: float,
+    t: float, drift: float,
 ) -> tuple[npt.NDArray, npt.NDArray]:
-    """Sub-density (times quadrature weights) of S(t) on the continuation region of look t."""
-    new = _continuation_grid(c, t, drift)
+    """Sub-density (times quadrature weights) of S(t) on the continuation region (lo, hi) in z."""
+    new = _continuation_grid(lo, hi, t, drift)
     sd = math.sqrt(t - t_prev)
     if grid is None or mass is None:
         dens = stats.norm.pdf((new - drift * t) / sd) / sd
@@ -96,7 +98,8 @@ def _solve_bound(
         return _Z_CAP
 
     def excess(c: float) -> float:
-        return sum(_exit_probs(grid, mass, c * math.sqrt(t), t_prev, t, 0.0)) - inc
+        b = c * math.sqrt(t)
+        return sum(_exit_probs(grid, mass, -b, b, t_prev, t, 0.0)) - inc
 
     if excess(_Z_CAP) > 0:
         return _Z_CAP
@@ -112,7 +115,7 @@ def _bounds_cached(fractions: tuple[float, ...], alpha: float, kind: Spending) -
     for t, a in zip(fractions, cum, strict=True):
         c = _solve_bound(grid, mass, t_prev, t, float(a - a_prev))
         out.append(float(c))
-        grid, mass = _advance(grid, mass, c, t_prev, t, 0.0)
+        grid, mass = _advance(grid, mass, -c, c, t_prev, t, 0.0)
         t_prev, a_prev = t, float(a)
     return tuple(out)
 
@@ -132,9 +135,10 @@ def rejection_probability(
     grid = mass = None
     t_prev, total = 0.0, 0.0
     for c, t in zip(np.asarray(bounds), np.asarray(fractions), strict=True):
-        up, lo = _exit_probs(grid, mass, float(c) * math.sqrt(t), t_prev, float(t), drift)
-        total += up if upper_only else up + lo
-        grid, mass = _advance(grid, mass, float(c), t_prev, float(t), drift)
+        b = float(c) * math.sqrt(t)
+        up, down = _exit_probs(grid, mass, -b, b, t_prev, float(t), drift)
+        total += up if upper_only else up + down
+        grid, mass = _advance(grid, mass, -float(c), float(c), t_prev, float(t), drift)
         t_prev = float(t)
     return total
 
@@ -163,6 +167,7 @@ def gst_test(
     max_looks: int,
     kind: Spending = "obf",
     previous_fractions: Sequence[float] | None = None,
+    futility: Spending | None = None,
     names: tuple[str, str] = ("champion", "challenger"),
 ) -> EffectResult:
     """Group-sequential look at the difference of means, monitored on the information scale.
@@ -171,7 +176,10 @@ def gst_test(
     ratio. The maximum information is the fixed design's ``fixed_info`` times the inflation factor
     that keeps ``power`` with ``max_looks`` equally spaced looks. Earlier looks are taken at
     ``previous_fractions`` (default: equally spaced up to now). The interval is the repeated
-    confidence interval lift +- c_k sqrt(V), valid at every look.
+    confidence interval lift +- c_k sqrt(V), valid at every look. With ``futility`` (a beta
+    spending shape) a non-binding lower bound l_k is added (``futility.py``): z <= l_k marks the
+    look ``futile`` (the challenger cannot be shown better), and the maximum information grows to
+    keep the power.
     """
     res = base_result("gst", control, treatment, alpha, names)
     reason = unanalysable(control, treatment)
@@ -179,17 +187,31 @@ def gst_test(
         return _replace(res, reason=reason)
     v0, v1 = control.variance / control.n, treatment.variance / treatment.n
     var = v0 + v1
-    max_info = inflation_factor(max_looks, alpha, power, kind) * fixed_info
+    if futility:
+        from pipeline_components.analysis.futility import futility_bounds, futility_design
+
+        theta, infl = futility_design(max_looks, alpha, power, kind, futility)
+    else:
+        infl = inflation_factor(max_looks, alpha, power, kind)
+    max_info = infl * fixed_info
     t = min(1.0 / var / max_info, 1.0)
     final = t >= 1.0 or look >= max_looks
     t = 1.0 if final else t
     prev = [x for x in (previous_fractions or [t * j / look for j in range(1, look)]) if x < t]
-    c = float(boundaries([*prev, t], alpha, kind)[-1])
+    upper = boundaries([*prev, t], alpha, kind)
+    c = float(upper[-1])
     lift = treatment.mean - control.mean
     z = lift / math.sqrt(var)
+    extra: dict[str, float | bool] = {}
+    if futility:
+        low = c if final else float(
+            futility_bounds([*prev, t], upper, 1 - power, futility, theta, final=False)[-1])
+        low = -math.inf if low >= c and not final else low  # no futility region at this look
+        extra = {"futility_bound": low, "futile": bool(abs(z) < c and z <= low)}
     rel, rel_ci = relative_ci(control.mean, treatment.mean, v0, v1, lambda v: c * math.sqrt(v))
     return _replace(
         res, lift=lift, ci=(lift - c * math.sqrt(var), lift + c * math.sqrt(var)), rel_lift=rel,
         rel_ci=rel_ci, p_value=float(2 * stats.norm.sf(abs(z))), significant=bool(abs(z) >= c),
-        details={"z": z, "boundary": c, "info_fraction": t, "final": final, "look": look},
+        details={"z": z, "boundary": c, "info_fraction": t, "final": final, "look": look,
+                 **extra},
     )

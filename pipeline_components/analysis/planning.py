@@ -48,6 +48,7 @@ def plan(
     sd: float | None = None,
     looks: int = 10,
     spending: Spending = "obf",
+    futility: Spending | None = None,
 ) -> Plan:
     """Sample size per arm for lift ``mde`` (absolute) on a rate ``baseline`` or a mean with ``sd``.
 
@@ -64,7 +65,12 @@ def plan(
             raise ValueError("a continuous metric needs its standard deviation (sd > 0)")
         es = abs(mde) / sd
         n0 = TTestIndPower().solve_power(es, nobs1=None, alpha=alpha, power=power, ratio=ratio)
-    infl = inflation_factor(looks, alpha, power, spending)
+    if futility:
+        from pipeline_components.analysis.futility import futility_design
+
+        infl = futility_design(looks, alpha, power, spending, futility)[1]
+    else:
+        infl = inflation_factor(looks, alpha, power, spending)
     n0 = float(n0)
     return Plan(
         metric_type, baseline, mde, alpha, power, ratio, es, math.ceil(n0), math.ceil(n0 * ratio),

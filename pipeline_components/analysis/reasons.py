@@ -43,6 +43,9 @@ def effect_reasons(cmp: Comparison, min_units: int) -> list[Reason]:
     if e.details.get("final"):
         return [Reason(codes.NO_EFFECT_AT_HORIZON, f"no significant effect at the planned "
                        f"horizon: {_fmt(e)}", True, v)]
+    if e.details.get("futile"):
+        return [Reason(codes.FUTILITY, f"{v} cannot be shown better (z {e.details['z']:.2f} <= "
+                       f"futility bound {e.details['futility_bound']:.2f}): {_fmt(e)}", True, v)]
     return [Reason(codes.EFFECT_INCONCLUSIVE, f"no decision yet: {_fmt(e)}", True, v)]
 
 

@@ -117,7 +117,9 @@ def shadow_check(cfg: Config, prep: Prepared) -> dict[str, ShadowResult]:
         pairs = rows[["request_id", "unit_id", "outcome", "prediction"]].merge(
             champ.rename(columns={"prediction": "p_champion"}), on="request_id")
         pairs = pairs.rename(columns={"prediction": "p_challenger"})
-        out[str(v)] = shadow_compare(pairs, cfg.analysis.alpha)
+        a = cfg.analysis
+        tau2 = None if a.method == "fixed" else a.shadow_tau**2
+        out[str(v)] = shadow_compare(pairs, a.alpha, tau2)
     return out
 
 

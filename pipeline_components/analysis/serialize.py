@@ -40,7 +40,7 @@ def from_plain(tp: Any, value: Any) -> Any:
         return from_plain(real[0], value) if len(real) == 1 else value
     if value is None:
         return float("nan") if tp is float else None
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         hints = typing.get_type_hints(tp)
         known = {f.name for f in dataclasses.fields(tp)}
         return tp(**{k: from_plain(hints[k], v) for k, v in value.items() if k in known})

@@ -6,11 +6,14 @@ variance an A/B split has to average out: far fewer samples for the same precisi
 exposed to the challenger. Two paired tests: McNemar (statsmodels, exact binomial on the
 discordant pairs) on correct/incorrect at threshold 0.5, and a t-test on the per-unit mean of the
 log-loss difference (challenger - champion; negative is better). Units, not requests, are the
-independent observations of the second test.
+independent observations of the second test. The second test decides; like the primary metric it
+is always valid under repeated looks when ``tau2`` is given (the mixture SPRT of ``sequential``
+on the paired mean difference, prior sd ``analysis.shadow_tau``), else a one-sample t-test.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +22,7 @@ from scipy import stats
 from statsmodels.stats.contingency_tables import mcnemar
 
 from pipeline_components.analysis import codes
+from pipeline_components.analysis.sequential import halfwidth, log_mixture_lr
 
 MIN_UNITS = 10
 
@@ -42,7 +46,7 @@ def _log_loss(p: np.ndarray, y: np.ndarray) -> np.ndarray:
     return -(y * np.log(p) + (1 - y) * np.log1p(-p))
 
 
-def shadow_compare(pairs: pd.DataFrame, alpha: float) -> ShadowResult:
+def shadow_compare(pairs: pd.DataFrame, alpha: float, tau2: float | None = None) -> ShadowResult:
     """Paired tests on rows (one per request) of unit_id, outcome, p_champion, p_challenger."""
     df = pairs.dropna(subset=["outcome", "p_champion", "p_challenger"])
     n_units = int(df["unit_id"].nunique())
@@ -60,11 +64,15 @@ def shadow_compare(pairs: pd.DataFrame, alpha: float) -> ShadowResult:
     if np.allclose(per_unit, per_unit[0]):
         return ShadowResult(len(df), n_units, table[0][1], table[1][0], mc_p,
                             float(per_unit.mean()), reason=codes.ZERO_VARIANCE)
-    res = stats.ttest_1samp(per_unit, 0.0)
-    ci = res.confidence_interval(1 - alpha)
-    p = float(res.pvalue)
-    direction = 0 if p >= alpha else (1 if per_unit.mean() < 0 else -1)
-    return ShadowResult(
-        len(df), n_units, table[0][1], table[1][0], mc_p, float(per_unit.mean()),
-        (float(ci.low), float(ci.high)), p, direction,
-    )
+    mean = float(per_unit.mean())
+    if tau2 is None:
+        res = stats.ttest_1samp(per_unit, 0.0)
+        ci_t = res.confidence_interval(1 - alpha)
+        p, ci = float(res.pvalue), (float(ci_t.low), float(ci_t.high))
+    else:
+        var = float(per_unit.var(ddof=1)) / per_unit.size
+        p = min(1.0, math.exp(-float(log_mixture_lr(mean, var, tau2))))
+        hw = float(halfwidth(var, tau2, alpha))
+        ci = (mean - hw, mean + hw)
+    direction = 0 if p > alpha else (1 if mean < 0 else -1)
+    return ShadowResult(len(df), n_units, table[0][1], table[1][0], mc_p, mean, ci, p, direction)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -135,11 +135,12 @@ def plan_cmd(
     from pipeline_components.analysis import plan
 
     a = load(params, set_).analysis
-    kind = "continuous" if sd is not None else "binary"
+    kind: Literal["binary", "continuous"] = "continuous" if sd is not None else "binary"
     try:
         p = plan(baseline if baseline is not None else a.baseline_rate, mde or a.mde,
                  alpha or a.alpha, power or a.power, ratio=ratio, metric_type=kind, sd=sd,
-                 looks=a.max_looks, spending=a.gst_spending)
+                 looks=a.max_looks, spending=a.gst_spending,
+                 futility=None if a.gst_futility == "none" else a.gst_futility)
     except ValueError as exc:
         raise ConfigError(f"abx plan: {exc}") from exc
     t = Table("design", "champion n", "challenger n", "total", title=(
@@ -147,7 +148,8 @@ def plan_cmd(
         f"power {p.power:g} ({p.metric_type}, effect size {p.effect_size:.4f})"))
     t.add_row("fixed horizon", str(p.n_control), str(p.n_treatment),
               str(p.n_control + p.n_treatment))
-    t.add_row(f"group-sequential max ({p.looks} looks, x{p.gst_inflation:.3f})",
+    fut = "" if a.gst_futility == "none" else f", {a.gst_futility} futility"
+    t.add_row(f"group-sequential max ({p.looks} looks{fut}, x{p.gst_inflation:.3f})",
               str(p.gst_n_control), str(p.gst_n_treatment),
               str(p.gst_n_control + p.gst_n_treatment))
     out.print(t)

@@ -69,21 +69,50 @@ def simulate_cmd(
 
 
 @app.command("canary")
-def canary_cmd(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+def canary_cmd(
+    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
+    deploy: Annotated[bool, typer.Option(help="Gate check + deploy first, clean up after "
+                                         "(one self-contained stage, as `dvc repro` runs it).")]
+    = False,
+) -> None:
     """Ramp the challenger through canary.steps with simulated traffic; analyse after each step."""
     from pipeline_components.experiment import tasks
+    from pipeline_components.experiment.run import canary_stage
 
     conf = _conf(params, set_)
-    _print(tasks.canary(conf, _stored(conf, "deployment")))
+    if deploy:
+        _print(canary_stage(conf, apply=False))
+    else:
+        _print(tasks.canary(conf, _stored(conf, "deployment")))
 
 
 @app.command("decide")
-def decide_cmd(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+def decide_cmd(
+    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
+    apply: Annotated[bool, typer.Option(help="Also promote or roll back as decided.")] = False,
+) -> None:
     """Record and print the final decision of the canary (promote or rollback, with reasons)."""
     from pipeline_components.experiment import tasks
 
     conf = _conf(params, set_)
-    _print(tasks.decide(conf, _stored(conf, "canary")))
+    canary = _maybe(conf, "canary")
+    if not canary.get("decision"):  # no canary ran (bootstrap or offline gate): nothing to do
+        _print(_maybe(conf, "outcome") or {"action": "none"})
+        return
+    decision = tasks.decide(conf, canary)
+    _print(decision)
+    if apply:
+        dep = _maybe(conf, "deployment")
+        act = tasks.promote if tasks.route_decision(decision) == "promote" else tasks.rollback
+        _print(act(conf, decision, dep if dep.get("url") and _alive(conf) else {}))
+
+
+def _alive(conf: dict[str, Any]) -> bool:
+    from pipeline_components.experiment.cleanup import _backend
+    from pipeline_components.experiment.config import config_for
+
+    cfg = config_for(conf)
+    return bool(_backend(cfg).find(cfg.experiment.id, cfg))
 
 
 @app.command("promote")
@@ -132,7 +161,7 @@ def run_cmd(
     from pipeline_components.experiment.run import run_experiment
 
     exp_id = experiment_id or time.strftime("cli-%Y%m%dT%H%M%S", time.gmtime())
-    out = run_experiment(_conf(params, set_, exp_id), echo=typer.echo)
+    out = run_experiment(_conf(params, set_, exp_id))
     typer.echo(f"decision: {out['action']}; champion v{out['champion_before']} -> "
                f"v{out['champion_after']}\nreport: {out['html']}")
 

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from pipeline_components.cli._app import ParamsOpt, SetOpt, app, load
+from pipeline_components.cli._app import ParamsOpt, SetOpt, app, console, load
 from pipeline_components.errors import ConfigError
 
 VariantOpt = Annotated[
@@ -48,14 +48,19 @@ def serve(
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import uvicorn
 
+    from pipeline_components.deploy.local import free_port
     from pipeline_components.serving.app import create_app
 
     cfg = load(params, set_)
     app_ = create_app(cfg, parse_variants(variant))
+    bind = host or cfg.serving.host
+    port = cfg.serving.port if port is None else port
+    port = port or free_port(bind)  # 0: pick a free port, and say which
+    console.print(f"abx router for experiment {cfg.experiment.id!r} on http://{bind}:{port}")
     uvicorn.run(
         app_,
-        host=host or cfg.serving.host,
-        port=cfg.serving.port if port is None else port,
+        host=bind,
+        port=port,
         workers=1,
         log_level=os.environ.get("ABX_LOG_LEVEL", "warning"),
         access_log=False,

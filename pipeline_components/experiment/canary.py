@@ -80,8 +80,10 @@ def final_decision(
         return {**base, "action": "rollback", "reasons": [_r(BREAKER, msg, True), *reasons]}
     if base.get("action") in ("promote", "rollback"):
         return {**base, "reasons": reasons}
-    code, why = (BUDGET, "canary time budget used up before a confident result") if stopped == "budget" else (
-        INCONCLUSIVE, "no confident result after the last ramp step")
+    if stopped == "budget":
+        code, why = BUDGET, "canary time budget used up before a confident result"
+    else:
+        code, why = INCONCLUSIVE, "no confident result after the last ramp step"
     msg = f"{why}; the champion is kept"
     return {**base, "action": "rollback", "reasons": [_r(code, msg, True), *reasons]}
 

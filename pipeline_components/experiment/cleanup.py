@@ -35,7 +35,7 @@ def cleanup(cfg: Config, deployment: Mapping[str, Any] | None = None) -> dict[st
     recorded = deployment or read_state(cfg, "deployment")
     if recorded and recorded.get("url"):
         dep = Deployment.from_dict(dict(recorded))
-        if all(d.pid != dep.pid for d in found):
+        if backend.alive(dep) and all(d.pid != dep.pid for d in found):
             found.append(dep)
     stopped = []
     for dep in found:

@@ -85,7 +85,7 @@ def summary(cfg: Config) -> dict[str, Any]:
     outcome = read_state(cfg, "outcome") or {}
     canary = read_state(cfg, "canary") or {}
     decision = read_state(cfg, "decision") or canary.get("decision") or {}
-    before = gate.get("champion")
+    before = None if gate.get("bootstrap") else gate.get("champion")
     after = outcome.get("champion_after") or outcome.get("champion") or before
     if outcome.get("action") == "none" and gate.get("bootstrap"):
         after = gate.get("challenger")

@@ -1,50 +1,53 @@
-"""The whole experiment without Airflow (``abx run``): the DAG's tasks, in order, in one process.
+"""The whole experiment without Airflow (``abx run``, ``dvc repro``): the DAG's tasks in order.
 
-Same entry points as the DAG (``experiment.tasks``), same branches, and the same guarantee: the
-cleanup runs in a ``finally`` block, i.e. even when a step failed.
+Same entry points as the DAG (``experiment.tasks``, each prints its ``[abx] step: ...`` line),
+same branches, and the same guarantee: the cleanup runs in a ``finally`` block, i.e. even when a
+step failed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from pipeline_components.experiment import tasks
+from pipeline_components.experiment.config import config_for
+from pipeline_components.experiment.state import read_state, write_state
 
-Echo = Callable[[str], None]
 
-
-def run_experiment(conf: Mapping[str, Any], echo: Echo = print) -> dict[str, Any]:
-    """Run every stage for ``conf``; returns the report result (decision, champion, paths)."""
-    for name, step in (("data", tasks.data), ("validate", tasks.validate),
-                       ("features", tasks.features)):
-        echo(f"[{name}] {_short(step(conf))}")
-    results = []
-    for family in tasks.families(conf):
-        results.append(tasks.train(conf, family))
-        echo(f"[train:{family}] {_short(results[-1])}")
-    registered = tasks.register(conf, results)
-    gate = tasks.gate(conf, registered)
-    echo(f"[register] v{registered.get('version')}  [gate] {gate.get('reason')}")
+def canary_stage(conf: Mapping[str, Any], *, apply: bool = True) -> dict[str, Any]:
+    """Gate branch + deploy + canary + decide (+ promote/rollback when ``apply``) + cleanup."""
+    gate = read_state(config_for(conf), "gate")
+    if gate is None:
+        gate = tasks.gate(conf, read_state(config_for(conf), "register") or {})
     if tasks.route_after_gate(gate) == "no_canary":
-        echo(f"[no_canary] {_short(tasks.no_canary(conf, gate))}")
-        return tasks.report(conf)
+        out = tasks.no_canary(conf, gate)
+        cfg = config_for(conf)  # outputs exist either way (dvc stage outs)
+        code = "BOOTSTRAP" if gate.get("bootstrap") else "OFFLINE_GATE"
+        write_state(cfg, "canary", {"finished": True, "steps": [], "stopped": "no_canary",
+                                    "decision": None})
+        write_state(cfg, "decision", {"action": "none", "reasons": [
+            {"code": code, "message": str(gate.get("reason")), "blocking": True}]})
+        return out
     dep: dict[str, Any] = {}
     try:
         dep = tasks.deploy(conf)
-        echo(f"[deploy] router {dep['url']} (pid {dep['pid']})")
         decision = tasks.decide(conf, tasks.canary(conf, dep))
-        echo(f"[decide] {decision['action']}")
+        if not apply:
+            return decision
         if tasks.route_decision(decision) == "promote":
-            echo(f"[promote] {_short(tasks.promote(conf, decision, dep))}")
-        else:
-            echo(f"[rollback] {_short(tasks.rollback(conf, decision, dep))}")
+            return tasks.promote(conf, decision, dep)
+        return tasks.rollback(conf, decision, dep)
     finally:
-        echo(f"[cleanup] {_short(tasks.cleanup(conf, dep or None))}")
+        tasks.cleanup(conf, dep or None)
+
+
+def run_experiment(conf: Mapping[str, Any]) -> dict[str, Any]:
+    """Run every stage for ``conf``; returns the report result (decision, champion, paths)."""
+    tasks.data(conf)
+    tasks.validate(conf)
+    tasks.features(conf)
+    results = [tasks.train(conf, family) for family in tasks.families(conf)]
+    tasks.gate(conf, tasks.register(conf, results))
+    canary_stage(conf)
     return tasks.report(conf)
-
-
-def _short(obj: Any, limit: int = 160) -> str:
-    text = str({k: v for k, v in obj.items() if not isinstance(v, dict | list)}
-               if isinstance(obj, Mapping) else obj)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -8,57 +8,95 @@ steps that have side effects (deploy, canary, promote, rollback) return their st
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+import functools
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
 from pipeline_components.experiment.config import config_for
 from pipeline_components.experiment.state import read_state, write_state
 
 Conf = Mapping[str, Any]
+F = TypeVar("F", bound=Callable[..., Any])
+_QUIET = (dict, list, tuple)
 
 
+def announced(fn: F) -> F:
+    """Print ``[abx] step (seconds): summary`` per finished step: progress in any driver's log,
+    and the task-body time that the Airflow-overhead figure (docs/experiment.md) is based on."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        out = fn(*args, **kwargs)
+        took = time.perf_counter() - t0
+        if isinstance(out, Mapping):
+            brief = {k: v for k, v in out.items() if not isinstance(v, _QUIET)}
+            text = ", ".join(f"{k}={v}" for k, v in brief.items())
+        else:
+            text = str(out)
+        print(f"[abx] {fn.__name__} ({took:.2f} s): {text[:300]}", file=sys.stdout, flush=True)
+        return out
+
+    return wrapper  # type: ignore[return-value]
+
+
+@announced
 def data(conf: Conf) -> dict[str, Any]:
     from pipeline_components.data import run_data
 
     return run_data(config_for(conf))
 
 
+@announced
 def validate(conf: Conf) -> dict[str, Any]:
     from pipeline_components.validate import run_validate
 
     return run_validate(config_for(conf))
 
 
+@announced
 def features(conf: Conf) -> dict[str, Any]:
     from pipeline_components.features import run_features
 
     return run_features(config_for(conf))
 
 
+@announced
 def families(conf: Conf) -> list[str]:
     return list(config_for(conf).training.families)
 
 
+@announced
 def train(conf: Conf, family: str) -> dict[str, Any]:
     from pipeline_components.training.runner import train_family
 
     return train_family(config_for(conf), family)
 
 
+@announced
 def register(conf: Conf, results: Iterable[Mapping[str, Any]] | None = None) -> dict[str, Any]:
     from pipeline_components.registry import register_best
 
     cfg = config_for(conf)
+    stored = read_state(cfg, "register")
+    if stored is not None:  # a re-run after promotion must not move the challenger alias again
+        return stored
     out = register_best(cfg, [dict(r) for r in results] if results is not None else None)
     write_state(cfg, "register", out)
     return out
 
 
+@announced
 def gate(conf: Conf, registered: Mapping[str, Any]) -> dict[str, Any]:
     """Offline gate; its result names the champion this experiment is compared with (the CAS)."""
     from pipeline_components.registry import offline_gate
 
     cfg = config_for(conf)
+    stored = read_state(cfg, "gate")
+    if stored is not None:  # the champion it saw is the check-and-set reference: keep it
+        return stored
     res = dict(offline_gate(cfg))
     out = {**res, "passed": bool(res.get("passed")), "champion": res.get("champion_version"),
            "challenger": res.get("challenger_version") or registered.get("version")}
@@ -71,6 +109,7 @@ def route_after_gate(gate_result: Mapping[str, Any]) -> str:
     return "deploy_canary" if gate_result.get("passed") else "no_canary"
 
 
+@announced
 def no_canary(conf: Conf, gate_result: Mapping[str, Any]) -> dict[str, Any]:
     """End without a canary: bootstrap (nothing to compare) or the gate said no."""
     from pipeline_components.experiment.promotion import rollback
@@ -85,6 +124,7 @@ def no_canary(conf: Conf, gate_result: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+@announced
 def deploy(conf: Conf) -> dict[str, Any]:
     """Start the router (champion + challenger); reuse this experiment's live router on retry."""
     from pipeline_components.experiment.cleanup import _backend
@@ -100,6 +140,7 @@ def deploy(conf: Conf) -> dict[str, Any]:
     return out
 
 
+@announced
 def canary(conf: Conf, deployment: Mapping[str, Any]) -> dict[str, Any]:
     from pipeline_components.experiment.canary import run_canary
 
@@ -107,6 +148,7 @@ def canary(conf: Conf, deployment: Mapping[str, Any]) -> dict[str, Any]:
     return {"decision": res["decision"], "stopped": res.get("stopped"), "looks": len(res["steps"])}
 
 
+@announced
 def decide(conf: Conf, canary_result: Mapping[str, Any]) -> dict[str, Any]:
     cfg = config_for(conf)
     decision = dict(canary_result["decision"])
@@ -119,6 +161,7 @@ def route_decision(decision: Mapping[str, Any]) -> str:
     return "promote" if decision.get("action") == "promote" else "rollback"
 
 
+@announced
 def promote(conf: Conf, decision: Mapping[str, Any], deployment: Mapping[str, Any]) -> dict:
     from pipeline_components.experiment.promotion import promote as do_promote
     from pipeline_components.experiment.state import admin_token
@@ -132,6 +175,7 @@ def promote(conf: Conf, decision: Mapping[str, Any], deployment: Mapping[str, An
     return out
 
 
+@announced
 def rollback(conf: Conf, decision: Mapping[str, Any], deployment: Mapping[str, Any]) -> dict:
     from pipeline_components.experiment.promotion import rollback as do_rollback
     from pipeline_components.experiment.state import admin_token
@@ -144,12 +188,14 @@ def rollback(conf: Conf, decision: Mapping[str, Any], deployment: Mapping[str, A
     return out
 
 
+@announced
 def cleanup(conf: Conf, deployment: Mapping[str, Any] | None = None) -> dict[str, Any]:
     from pipeline_components.experiment.cleanup import cleanup as do_cleanup
 
     return do_cleanup(config_for(conf), deployment)
 
 
+@announced
 def report(conf: Conf) -> dict[str, Any]:
     from pipeline_components.experiment.report import build_report
 

@@ -35,7 +35,10 @@ admin = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)])
 
 @admin.get("/status")
 async def status(request: Request) -> Response:
-    return json_response(get_router(request).status())
+    st = get_router(request).status()
+    b = request.app.state.batcher
+    st["micro_batch"] = {"calls": b.calls, "requests": b.requests} if b is not None else None
+    return json_response(st)
 
 
 async def _apply(request: Request, weights: dict[str, float], kind: str, detail: dict,

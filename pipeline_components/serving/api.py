@@ -92,8 +92,11 @@ async def predict(request: Request) -> Response:
         raise _reject(rt, 400, f"X-ABX-Variant: unknown variant {forced!r} "
                                f"(have {sorted(rt.variants)})")
     rows = [(inst.unit_id, inst.features) for inst in instances]
+    batcher = request.app.state.batcher
     if rt.has_remote:
         answers = await run_in_threadpool(rt.predict, rows, forced)
+    elif batcher is not None:
+        answers = await batcher.submit(rows, forced)
     else:
         answers = rt.predict(rows, forced)
     for a in answers:

@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from pipeline_components.config import Config
 from pipeline_components.serving.admin import admin
 from pipeline_components.serving.api import router as api_router
+from pipeline_components.serving.batcher import MicroBatcher
 from pipeline_components.serving.router import Router
 from pipeline_components.serving.variants import default_variants
 from pipeline_components.serving.writer import BatchWriter
@@ -63,10 +64,13 @@ def create_app(cfg: Config, variants: Mapping[str, str] | None = None) -> FastAP
         writer = BatchWriter(make_engine(cfg.store_url), s.flush_interval_s, s.flush_max_rows)
         rt = Router(cfg, uris, writer.start())
         app.state.router = rt
+        app.state.batcher = MicroBatcher(rt, s.max_batch) if s.micro_batch else None
         threading.Thread(target=rt.load, name="abx-load", daemon=True).start()
         try:
             yield
         finally:
+            if app.state.batcher is not None:
+                await app.state.batcher.close()
             rt.close()
             log.info("router stopped; rows written: %s", writer.written)
 

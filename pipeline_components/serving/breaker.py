@@ -36,13 +36,15 @@ class Trip:
 class Breaker:
     """Sliding-window guardrail; ``record`` returns a ``Trip`` exactly once, when it opens."""
 
-    def __init__(self, cfg: GuardrailConfig, check_every: int = 10):
+    def __init__(self, cfg: GuardrailConfig, check_every_s: float = 0.25):
         self.cfg = cfg
         self._calls: deque[tuple[float, bool, float]] = deque()
         self._errors = 0
         self._lock = threading.Lock()
-        self._since_check = 0
-        self._check_every = check_every
+        # The quantile is O(window) to compute, so it is re-evaluated at most every check_every_s
+        # (a latency breach is about sustained slowness; the error rate is checked on every call).
+        self._next_latency_check = 0.0
+        self._check_every_s = check_every_s
         self.trip: Trip | None = None
 
     @property
@@ -68,11 +70,10 @@ class Breaker:
             if n < self.cfg.min_requests:
                 return None
             rate = self._errors / n
-            self._since_check += 1
-            check_latency = error or self._since_check >= self._check_every
-            lat_q = self._latency_q() if check_latency else 0.0
-            if check_latency:
-                self._since_check = 0
+            lat_q = 0.0
+            if now >= self._next_latency_check:
+                self._next_latency_check = now + self._check_every_s
+                lat_q = self._latency_q()
             reason = None
             if rate > self.cfg.max_error_rate:
                 reason = (f"challenger error rate {rate:.3f} > {self.cfg.max_error_rate}"
@@ -103,4 +104,5 @@ class Breaker:
         with self._lock:
             self._calls.clear()
             self._errors = 0
+            self._next_latency_check = 0.0
             self.trip = None

@@ -9,10 +9,10 @@ parses, calls one method and serialises.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 import time
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from typing import Any
@@ -107,21 +107,39 @@ class Router:
         return out, (time.perf_counter() - t0) * 1000.0
 
     def predict(self, rows: list[tuple[str, Mapping[str, Any]]], forced: str | None) -> list[dict]:
-        """Assign, score (grouped per variant), fall back, log and return one answer per row."""
+        """Assign, score, fall back, log and return one answer per row (one request)."""
+        return self.predict_many([(rows, forced)])[0]
+
+    def predict_many(
+        self, requests: list[tuple[list[tuple[str, Mapping[str, Any]]], str | None]]
+    ) -> list[list[dict]]:
+        """Score several requests at once: one model call per variant for all their rows.
+
+        sklearn's per-call overhead dwarfs the per-row math, so coalescing concurrent requests
+        (serving.micro_batch) is where throughput comes from; answers are split back per request.
+        """
+        flat = [row for rows, _ in requests for row in rows]
         groups: dict[str, list[int]] = defaultdict(list)
-        for i, (unit_id, _) in enumerate(rows):
-            groups[self.assign(unit_id, forced)].append(i)
-        answers: list[dict] = [{}] * len(rows)
+        i = 0
+        for rows, forced in requests:
+            for unit_id, _ in rows:
+                groups[self.assign(unit_id, forced)].append(i)
+                i += 1
+        answers: list[dict] = [{}] * len(flat)
         now = time.time()
         for name, idx in groups.items():
-            feats = [rows[i][1] for i in idx]
+            feats = [flat[i][1] for i in idx]
             for i, ans in zip(idx, self._score_group(name, feats), strict=True):
-                ans["request_id"] = uuid.uuid4().hex
+                ans["request_id"] = os.urandom(16).hex()
                 answers[i] = ans
-                self._log(now, rows[i], ans, served=True)
+                self._log(now, flat[i], ans, served=True)
         if self.shadow:
-            self.shadow_scorer.submit(rows, answers, now)
-        return answers
+            self.shadow_scorer.submit(flat, answers, now)
+        out, start = [], 0
+        for rows, _ in requests:
+            out.append(answers[start:start + len(rows)])
+            start += len(rows)
+        return out
 
     def _score_group(self, name: str, feats: list[Mapping[str, Any]]) -> list[dict]:
         var = self.variants[name]

@@ -37,6 +37,8 @@ class ShadowScorer:
 
     def submit(self, rows: list[tuple[str, Mapping[str, Any]]], answers: list[dict],
                now: float) -> None:
+        if self.router.breaker.tripped:  # a tripped challenger is not worth the CPU
+            return
         for row, ans in zip(rows, answers, strict=True):
             try:
                 self.q.put_nowait((row, ans["request_id"], now))

@@ -11,6 +11,7 @@ trials (``MaxTrialsCallback``), so N workers share one budget instead of running
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,9 @@ def open_storage(spec: str) -> BaseStorage:
     """Open the storage a spec names (``"://"`` means an RDB URL, anything else a journal file)."""
     if "://" in spec:
         # Heartbeats let a restarted run mark trials of a killed worker as failed.
-        return RDBStorage(spec, heartbeat_interval=30, grace_period=90)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(spec, heartbeat_interval=30, grace_period=90)
     Path(spec).parent.mkdir(parents=True, exist_ok=True)
     return JournalStorage(JournalFileBackend(spec))
 

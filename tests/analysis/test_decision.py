@@ -36,6 +36,7 @@ CASES: dict[str, Case] = {
     codes.EFFECT_NEGATIVE: Case(SimSpec(reward_rate=_rates(0.65, 0.5)), "rollback"),
     codes.EFFECT_INCONCLUSIVE: Case(SimSpec(), "continue"),
     codes.NO_EFFECT_AT_HORIZON: Case(SimSpec(), "rollback", {"method": "gst", "mde": 0.2}),
+    codes.FUTILITY: Case(SimSpec(), "rollback", {"method": "gst", "mde": 0.05}),
     codes.NOT_ENOUGH_DATA: Case(SimSpec(n_units=120), "continue"),
     codes.SRM: Case(SimSpec(reward_rate=_rates(0.5, 0.65)), "rollback",
                     expected={"champion": 0.8, "challenger": 0.2}),

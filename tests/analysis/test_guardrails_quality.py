@@ -69,7 +69,7 @@ def _pairs(noise_challenger: float, n: int = 600) -> pd.DataFrame:
     rng = np.random.default_rng(2)
     y = (rng.random(n) < 0.4).astype(float)
     return pd.DataFrame({
-        "unit_id": [f"u{i % 300}" for i in range(n)], "outcome": y,
+        "unit_id": [f"u{i % (n // 2)}" for i in range(n)], "outcome": y,
         "p_champion": np.clip(0.4 + 0.3 * (y - 0.4) + rng.normal(0, 0.15, n), 0.01, 0.99),
         "p_challenger": np.clip(0.4 + 0.3 * (y - 0.4) + rng.normal(0, noise_challenger, n),
                                 0.01, 0.99),
@@ -109,3 +109,13 @@ def test_feature_and_prediction_drift_flags() -> None:
     shifted = prediction_drift(preds, "challenger", 0.2, 0.001)
     assert shifted is not None and shifted.breach
     assert prediction_drift(preds.head(50), "challenger", 0.2, 0.001) is None
+
+
+def test_shadow_sequential_test_is_always_valid_and_decides() -> None:
+    better = shadow_compare(_pairs(0.02, n=4000), 0.05, tau2=0.02**2)
+    assert better.direction == 1 and better.ci[1] < 0
+    fixed = shadow_compare(_pairs(0.02, n=4000), 0.05)
+    # The confidence sequence is wider than the fixed-n interval: the price of peeking freely.
+    assert better.ci[1] - better.ci[0] > fixed.ci[1] - fixed.ci[0]
+    same = _pairs(0.15).assign(p_challenger=lambda f: f["p_champion"] + 1e-6)
+    assert shadow_compare(same, 0.05, tau2=0.02**2).direction == 0

@@ -60,12 +60,15 @@ def test_analyze_on_postgresql(cfg_with: Callable[..., Config]) -> None:
     assert d.experiment_id == exp and sum(m.units for m in d.metrics.values()) == 600
 
 
-def test_cli_plan_prints_statsmodels_sizes() -> None:
-    res = CliRunner().invoke(app, ["plan", "-p", "params.yaml", "--baseline", "0.1", "--mde",
+def test_cli_plan_prints_statsmodels_sizes(tmp_path: Path) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text("{}\n")  # the built-in defaults
+    res = CliRunner().invoke(app, ["plan", "-p", str(params), "--baseline", "0.1", "--mde",
                                    "0.01"])
     assert res.exit_code == 0, res.output
     assert "14745" in res.output  # NormalIndPower on Cohen's h, as test_sequential checks
-    bad = CliRunner().invoke(app, ["plan", "--baseline", "0.995", "--mde", "0.01"])
+    bad = CliRunner().invoke(app, ["plan", "-p", str(params), "--baseline", "0.995", "--mde",
+                                   "0.01"])
     assert bad.exit_code != 0
 
 

@@ -128,3 +128,37 @@ def test_plan_matches_statsmodels_power() -> None:
         plan(10.0, 1.0, metric_type="continuous")
     with pytest.raises(ValueError, match="rates"):
         plan(0.995, 0.01)
+
+
+@pytest.mark.parametrize(("efficacy", "fut"), [("obf", "obf"), ("obf", "pocock")])
+def test_futility_design_spends_beta_and_keeps_power(efficacy: str, fut: str) -> None:
+    from pipeline_components.analysis.futility import (
+        decision_probabilities,
+        futility_bounds,
+        futility_design,
+    )
+
+    theta, infl = futility_design(10, 0.05, 0.8, efficacy, fut)  # type: ignore[arg-type]
+    fr = np.arange(1, 11) / 10
+    up = boundaries(fr, 0.05, efficacy)  # type: ignore[arg-type]
+    low = futility_bounds(fr, up, 0.2, fut, theta)  # type: ignore[arg-type]
+    assert low[-1] == pytest.approx(up[-1], abs=1e-6) and (low[:-1] < up[:-1]).all()
+    p_up, p_down = decision_probabilities(up, low, fr, theta)
+    assert p_up == pytest.approx(0.8, abs=1e-4) and p_down == pytest.approx(0.2, abs=1e-4)
+    # Under H0 the binding futility bound only lowers the type-I error (it is non-binding).
+    h0_up, _ = decision_probabilities(up, low, fr, 0.0)
+    assert h0_up < 0.025
+    assert infl > inflation_factor(10, 0.05, 0.8, efficacy)  # type: ignore[arg-type]
+
+
+def test_gst_test_marks_futility() -> None:
+    rng = np.random.default_rng(8)
+    c = SampleMean.from_values(rng.normal(0, 1, 500))
+    t = SampleMean.from_values(rng.normal(-0.05, 1, 500))
+    info = fixed_information(0.15, 0.05, 0.8)
+    res = gst_test(c, t, alpha=0.05, power=0.8, fixed_info=info, look=1, max_looks=10,
+                   futility="pocock")
+    assert res.details["futile"] and not res.significant
+    assert res.details["futility_bound"] > res.details["z"]
+    plain = gst_test(c, t, alpha=0.05, power=0.8, fixed_info=info, look=1, max_looks=10)
+    assert "futile" not in plain.details

@@ -26,7 +26,7 @@ def test_healthy_traffic_never_trips() -> None:
 
 
 def test_latency_quantile_trips() -> None:
-    b = Breaker(CFG, check_every=1)
+    b = Breaker(CFG, check_every_s=0.0)
     trips = [b.record(False, 200.0 if i % 5 == 0 else 5.0, now=100.0 + i * 0.01)
              for i in range(40)]
     trip = next(t for t in trips if t is not None)

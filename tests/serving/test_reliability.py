@@ -50,6 +50,10 @@ def test_load_with_weight_changes_loses_nothing_and_restart_is_sticky(
                 r.raise_for_status()
 
         answers = send_load(dep.url, _bodies(rows, 2000), concurrency=16, before=ramp)
+        with RouterClient(dep.url, TEST_TOKEN) as c:
+            mb = c.status()["micro_batch"]
+        # Concurrent requests were coalesced: fewer model calls than requests.
+        assert mb["requests"] >= 2000 and mb["calls"] < mb["requests"]
     finally:
         backend.stop(dep)  # graceful: in-flight requests finish, then the writer drains
     failed = [a for a in answers if not isinstance(a, httpx.Response) or a.status_code != 200]

@@ -123,7 +123,8 @@ def test_bootstrap_survives_a_crash_before_any_alias(make_cfg: Any) -> None:
     version = registry._create_version(client, cfg, None)  # registered, then "crashed"
     res = register_best(cfg)
     assert (res["version"], res["bootstrap"], res["reused"]) == (version, True, True)
-    assert str(client.get_model_version_by_alias(cfg.registry.model_name, "champion").version) == version
+    champion = client.get_model_version_by_alias(cfg.registry.model_name, "champion")
+    assert str(champion.version) == version
 
 
 def test_register_without_training_names_the_missing_file(make_cfg: Any) -> None:

@@ -1,0 +1,82 @@
+"""Non-binding futility bounds for the group-sequential test (beta spending).
+
+A canary whose challenger cannot be shown better should be rolled back early, not run to the
+horizon. Futility bounds l_k spend the type-II error beta = 1 - power under the design
+alternative (drift theta per unit information fraction): P_theta(first exit below l_k at look k)
+= b(t_k) - b(t_{k-1}), with the same OBF- or Pocock-type spending shapes as alpha. They are
+*non-binding*: the efficacy bounds are the ones of ``gst.boundaries`` computed as if futility
+never stopped, so the type-I error stays at or below alpha whether or not a run obeys them.
+theta (hence the maximum information) is the one where the last futility bound meets the last
+efficacy bound, so the final look always decides; gsDesign calls this test.type=4.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+import numpy.typing as npt
+from scipy import optimize, stats
+
+from pipeline_components.analysis.gst import Spending, _advance, _exit_probs, boundaries, spent
+
+_TOO_SMALL = 50.0  # marks a theta for which futility would swallow the whole region
+
+
+def futility_bounds(
+    fractions: npt.ArrayLike, upper: npt.ArrayLike, beta: float, kind: Spending, theta: float,
+    final: bool = True,
+) -> npt.NDArray:
+    """Lower z bounds l_k spending ``beta`` under drift ``theta``; the last one is free if final."""
+    fr = np.asarray(fractions, dtype=float)
+    up = np.asarray(upper, dtype=float)
+    cum = spent(fr, 2.0 * beta, kind) / 2.0  # one-sided: the per-side shape of ``spent``
+    grid = mass = None
+    t_prev, b_prev, out = 0.0, 0.0, []
+    for k, (t, u) in enumerate(zip(fr, up, strict=True)):
+        inc = float(cum[k] - b_prev)
+
+        def excess(lz: float, t: float = t, t_prev: float = t_prev, inc: float = inc,
+                   grid: npt.NDArray | None = grid, mass: npt.NDArray | None = mass) -> float:
+            return _exit_probs(grid, mass, lz * math.sqrt(t), math.inf, t_prev, t, theta)[1] - inc
+
+        top = 20.0 if (final and k == fr.size - 1) else float(u)
+        if excess(top) < 0:
+            return np.full(fr.size, _TOO_SMALL)
+        lz = float(optimize.brentq(excess, -20.0, top, xtol=1e-9)) if excess(-20.0) < 0 else -20.0
+        out.append(lz)
+        grid, mass = _advance(grid, mass, lz, float(u), t_prev, float(t), theta)
+        t_prev, b_prev = float(t), float(cum[k])
+    return np.array(out)
+
+
+@lru_cache(maxsize=64)
+def futility_design(
+    looks: int, alpha: float, power: float, efficacy: Spending, futility: Spending
+) -> tuple[float, float]:
+    """(theta, inflation factor) of a design with ``looks`` equally spaced looks."""
+    fr = np.arange(1, looks + 1) / looks
+    up = boundaries(fr, alpha, efficacy)
+    fixed = float(stats.norm.isf(alpha / 2) + stats.norm.isf(1 - power))
+
+    def gap(theta: float) -> float:
+        return float(futility_bounds(fr, up, 1 - power, futility, theta)[-1] - up[-1])
+
+    theta = float(optimize.brentq(gap, 0.8 * fixed, 3.0 * fixed, xtol=1e-8))
+    return theta, (theta / fixed) ** 2
+
+
+def decision_probabilities(
+    upper: npt.ArrayLike, lower: npt.ArrayLike, fractions: npt.ArrayLike, drift: float
+) -> tuple[float, float]:
+    """(P(stop above the upper bounds), P(stop below the lower bounds)) with binding bounds."""
+    grid = mass = None
+    t_prev, p_up, p_down = 0.0, 0.0, 0.0
+    for u, lz, t in zip(np.asarray(upper), np.asarray(lower), np.asarray(fractions), strict=True):
+        sd = math.sqrt(float(t))
+        up, down = _exit_probs(grid, mass, float(lz) * sd, float(u) * sd, t_prev, float(t), drift)
+        p_up, p_down = p_up + up, p_down + down
+        grid, mass = _advance(grid, mass, float(lz), float(u), t_prev, float(t), drift)
+        t_prev = float(t)
+    return p_up, p_down
