@@ -71,8 +71,10 @@ def measure_workers(ov: dict[str, Any], workers: int, trials: int) -> dict[str, 
     wall = time.perf_counter() - started
     done = study.get_trials(deepcopy=False, states=st.FINISHED)
     span = (max(t.datetime_complete for t in done) - min(t.datetime_start for t in done))
+    busy = sum(t.duration.total_seconds() for t in done)
     return {"workers": workers, "trials": len(done), "span_s": span.total_seconds(),
-            "wall_s": wall, "trials_per_min": 60 * len(done) / span.total_seconds()}
+            "wall_s": wall, "trials_per_min": 60 * len(done) / span.total_seconds(),
+            "mean_trial_s": busy / len(done), "overlap": busy / span.total_seconds()}
 
 
 def measure_default_train(ov: dict[str, Any]) -> float:
@@ -93,13 +95,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--skip-default", action="store_true", help="skip the `abx train` timing")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="abx-train-bench-") as tmp:
+        load0 = os.getloadavg()
         ov = _prepare(Path(tmp))
         one = measure_workers(ov, 1, args.trials)
         two = measure_workers(ov, 2, args.trials)
         ratio = two["trials_per_min"] / one["trials_per_min"]
         for r in (one, two):
             print(f"{r['workers']} worker(s): {r['trials']} trials in {r['span_s']:.1f} s -> "
-                  f"{r['trials_per_min']:.1f} trials/min (wall with start-up {r['wall_s']:.1f} s)")
+                  f"{r['trials_per_min']:.1f} trials/min (wall with start-up {r['wall_s']:.1f} s; "
+                  f"mean trial {r['mean_trial_s']:.2f} s; in flight {r['overlap']:.2f})")
+        # A mean trial time that grows with 2 workers means the cores were not free.
+        print(f"load average at start / end: {load0} / {os.getloadavg()}")
         print(f"ratio 2 workers / 1 worker: {ratio:.2f}x (target >= 1.7x on 2 cores)")
         out: dict[str, Any] = {"one_worker": one, "two_workers": two, "ratio": ratio,
                                "cpu_count": os.cpu_count()}

@@ -93,7 +93,7 @@ class TrainingConfig(_Section):
     search_spaces: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=dict)
     metric: Literal["roc_auc", "neg_log_loss", "accuracy"] = "roc_auc"
     cv_folds: int = Field(3, ge=2, le=20)
-    n_trials: int = Field(20, ge=1, le=10_000)
+    n_trials: int = Field(12, ge=1, le=10_000)
     timeout_s: float = Field(600.0, gt=0.0)
     workers: int = Field(2, ge=1, le=64)
     pruning: bool = True
@@ -158,6 +158,7 @@ class CanaryConfig(_Section):
     lock_timeout_s: float = Field(60.0, ge=0.0)  # wait for the registry alias lock, then fail
     flush_wait_s: float = Field(10.0, ge=0.0)  # wait for the router's log writer before analysing
     inject_failure: bool = False  # fault injection (tests/demos): the canary task raises
+    extra_looks: int = Field(2, ge=0, le=100)  # more looks at the last step while inconclusive
 
     @field_validator("steps")
     @classmethod

@@ -41,6 +41,7 @@ class Result:
     requests: int
     non_2xx: int
     tool: str
+    cpu_ms: float = 0.0  # server CPU per answered request (filled by the runner)
 
 
 def _ms(text: str) -> float:

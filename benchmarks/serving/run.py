@@ -2,8 +2,10 @@
 
 All three serve the same registered logistic-regression pipeline with one uvicorn worker and
 OMP_NUM_THREADS=1, on loopback, one after another, under the same bounded load (wrk, 1 thread,
-``--connections`` keep-alive connections). (a) and (b) are measured ``--rounds`` times,
-interleaved, best round kept (the machine is shared); ratios compare figures from this run only.
+``--connections`` keep-alive connections). (a), (b) and (b0: the router without micro-batching)
+are measured ``--rounds`` times, interleaved; medians are reported (the machine is shared) with
+each server's CPU time per answered request, the figure least moved by other load. Ratios compare
+figures from this run only.
 Targets (issue 4): b/a throughput >= 0.9, p99(b) - p99(a) <= 2 ms, b/c throughput >= 3.
 """
 
@@ -16,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +58,33 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(5)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU of a process and its children (robust to other load on a shared box)."""
+    import psutil
+
+    proc = psutil.Process(pid)
+    total = 0.0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def measure(url: str, path: str, pid: int, feats: dict[str, Any] | None, body: str | None,
+            a: argparse.Namespace) -> Result:
+    """One wrk run; adds the server's CPU ms per answered request to the result."""
+    c0 = cpu_seconds(pid)
+    r = run(url, path, feats, body, a.duration, a.connections)
+    cpu_ms = (cpu_seconds(pid) - c0) * 1000.0 / max(r.requests, 1)
+    return replace(r, cpu_ms=cpu_ms)
+
+
 def _line(name: str, r: Result) -> str:
     return (f"  {name:<34} {r.rps:9.1f} req/s   p50 {r.p50_ms:7.2f} ms   p99 {r.p99_ms:7.2f} ms"
-            f"   n={r.requests} non2xx={r.non_2xx}")
+            f"   CPU {r.cpu_ms:5.2f} ms/req   n={r.requests} non2xx={r.non_2xx}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -111,20 +138,22 @@ def _bench(a: argparse.Namespace, work: Path) -> None:
     dep0 = backend.start(cfg0)
     _wait(f"http://127.0.0.1:{port_a}/readyz", bare)
     urls = {"a": f"http://127.0.0.1:{port_a}", "b": dep.url, "b0": dep0.url}
+    pids = {"a": bare.pid, "b": dep.pid, "b0": dep0.pid}
     res: dict[str, list[Result]] = {k: [] for k in urls}
     try:
         for url in urls.values():  # warm-up
             run(url, "/predict", feats, None, 1, a.connections)
         for _ in range(a.rounds):
             for k, url in urls.items():
-                res[k].append(run(url, "/predict", feats, None, a.duration, a.connections))
+                res[k].append(measure(url, "/predict", pids[k], feats, None, a))
+                print(_line(f"round: {k}", res[k][-1]), flush=True)
     finally:
         _stop(bare)
         backend.stop(dep)
         backend.stop(dep0)
     stored = count_rows(make_engine(cfg.store_url), predictions, "bench")
     sent = sum(r.requests for r in res["b"])
-    best = {k: max(v, key=lambda r: r.rps) for k, v in res.items()}
+    best = {k: _median(v) for k, v in res.items()}
     rc = None if a.skip_mlflow else _mlflow_serve(cfg, feats, a, work)
     _report(best, rc, stored, sent)
 
@@ -144,14 +173,24 @@ def _mlflow_serve(cfg: Any, feats: dict[str, Any], a: argparse.Namespace, work: 
     try:
         _wait(f"http://127.0.0.1:{port}/ping", proc)
         run(f"http://127.0.0.1:{port}", "/invocations", None, body, 1, a.connections)
-        return run(f"http://127.0.0.1:{port}", "/invocations", None, body, a.duration,
-                   a.connections)
+        return measure(f"http://127.0.0.1:{port}", "/invocations", proc.pid, None, body, a)
     finally:
         _stop(proc)
 
 
+def _median(rs: list[Result]) -> Result:
+    """Per-field median over rounds (the box is shared: single rounds swing by 2x)."""
+    import statistics as st
+
+    return Result(rps=st.median(r.rps for r in rs), p50_ms=st.median(r.p50_ms for r in rs),
+                  p99_ms=st.median(r.p99_ms for r in rs), requests=sum(r.requests for r in rs),
+                  non_2xx=sum(r.non_2xx for r in rs), tool=rs[0].tool,
+                  cpu_ms=st.median(r.cpu_ms for r in rs))
+
+
 def _report(best: dict[str, Result], rc: Result | None, stored: int, sent: int) -> None:
     ra, rb, rb0 = best["a"], best["b"], best["b0"]
+    print("medians over rounds:")
     print(_line("(a) bare FastAPI + numpy", ra))
     print(_line("(b) abx router 90/10, logging on", rb))
     print(_line("(b0) same, micro_batch off", rb0))
@@ -160,6 +199,8 @@ def _report(best: dict[str, Result], rc: Result | None, stored: int, sent: int) 
     for name, r in (("b", rb), ("b0", rb0)):
         print(f"  {name}/a throughput {r.rps / ra.rps:.2f}x (target >= 0.9)   "
               f"p99({name}) - p99(a) {r.p99_ms - ra.p99_ms:+.2f} ms (target <= 2)")
+    print(f"  CPU per request: b/a {rb.cpu_ms / ra.cpu_ms:.2f}x, b0/a {rb0.cpu_ms / ra.cpu_ms:.2f}x"
+          + (f", c/b {rc.cpu_ms / rb.cpu_ms:.1f}x" if rc is not None else ""))
     if rc is not None:
         print(f"  b/c throughput {rb.rps / rc.rps:.2f}x (target >= 3)   "
               f"b0/c {rb0.rps / rc.rps:.2f}x   a/c {ra.rps / rc.rps:.2f}x")

@@ -132,8 +132,9 @@ def analyze_frames(
     """Analyse one experiment's rows and decide promote / rollback / continue."""
     a = cfg.analysis
     prep = prepare(predictions, feedback, a.primary_metric)
-    variants = sorted(set(prep.served["variant"]) | set(prep.shadow["variant"])
-                      | {k for k, w in expected_weights.items() if w > 0} | {CONTROL})
+    seen = set(prep.served["variant"]) | set(prep.shadow["variant"])
+    variants = [CONTROL, *sorted((seen | {k for k, w in expected_weights.items() if w > 0})
+                                 - {CONTROL})]
     challengers = [v for v in variants if v != CONTROL]
     srm = srm_check(prep, expected_weights, srm_since_ts, cfg)
     shadow = shadow_check(cfg, prep)

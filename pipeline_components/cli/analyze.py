@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -19,7 +20,8 @@ if TYPE_CHECKING:
     from pipeline_components.analysis import Decision
     from pipeline_components.config import Config
 
-out = Console()
+# Wide enough for the tables when piped (CI logs, files); a terminal keeps its own width.
+out = Console(width=None if sys.stdout.isatty() else 160)
 _STYLE = {"promote": "bold green", "rollback": "bold red", "continue": "bold yellow"}
 
 
@@ -58,8 +60,10 @@ def render(decision: Decision) -> None:
     out.print(f"[{_STYLE[d.action]}]{d.action.upper()}[/]"
               + (f" -> {d.winner}" if d.winner else "")
               + f"  (experiment {d.experiment_id}, look {d.look}, {d.method}, {d.primary_metric})")
-    t = Table("variant", "units", "with fb", "requests", "pending", "primary", "errors",
+    t = Table("variant", "units", "labelled", "requests", "pending", "primary", "errors",
               "p50 ms", "p99 ms", "log loss", "AUC", "ECE", title="Per-variant metrics")
+    for col in t.columns:
+        col.overflow = "fold"
     for m in d.metrics.values():
         q = m.quality
         t.add_row(m.variant, str(m.units), str(m.units_with_feedback), str(m.requests),
@@ -70,6 +74,8 @@ def render(decision: Decision) -> None:
     out.print(t)
     c = Table("challenger", "test", "lift", "interval", "relative", "p", "p (Holm)",
               "CUPED var. red.", "guardrails", "verdict", title="Comparisons vs champion")
+    for col in c.columns:
+        col.overflow = "fold"
     for cmp in d.comparisons:
         e = cmp.effect
         c.add_row(cmp.variant, e.method, _num(e.lift, "+.4g"),

@@ -8,6 +8,9 @@ each step it reads the router's status and the analysis decision, and stops earl
 * a confident positive result (-> promote),
 * the time budget ``canary.max_duration_s``.
 
+Still inconclusive after the last step, it keeps collecting at that share for up to
+``canary.extra_looks`` more looks (the sequential test stays valid however often it looks).
+
 Progress is saved after every step (``canary.json``), so an Airflow retry resumes at the next
 step instead of replaying traffic, and a finished canary is returned as is.
 """
@@ -35,6 +38,12 @@ BUDGET = "TIME_BUDGET"
 
 class InjectedFailure(DeploymentError):
     """Raised on purpose (``canary.inject_failure``) to exercise the teardown path."""
+
+
+def ramp(cfg: Config) -> list[float]:
+    """Challenger share per look: the steps, then ``extra_looks`` more at the last step."""
+    steps = list(cfg.canary.steps)
+    return steps + [steps[-1]] * cfg.canary.extra_looks
 
 
 def step_weights(share: float) -> dict[str, float]:
@@ -139,7 +148,7 @@ def run_canary(cfg: Config, deployment: Mapping[str, Any], *, progress: bool = T
     breaker: dict[str, Any] = {}
     stopped: str | None = None
     try:
-        for look, share in list(enumerate(cfg.canary.steps, 1))[len(steps):]:
+        for look, share in list(enumerate(ramp(cfg), 1))[len(steps):]:
             step = _run_step(cfg, client, url, (users, inputs), look, share, offset, progress)
             offset += step["requests"]
             decision, breaker = step["decision"], step["breaker"]

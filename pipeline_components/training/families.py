@@ -49,8 +49,8 @@ FACTORIES: dict[str, Callable[[int, dict[str, Any]], BaseEstimator]] = {
 }
 
 _TREES = {
-    "n_estimators": {"type": "int", "low": 50, "high": 200, "step": 50},
-    "max_depth": {"type": "int", "low": 3, "high": 14},
+    "n_estimators": {"type": "int", "low": 50, "high": 150, "step": 50},
+    "max_depth": {"type": "int", "low": 3, "high": 12},
     "min_samples_leaf": {"type": "int", "low": 1, "high": 50, "log": True},
     "max_features": {"type": "float", "low": 0.3, "high": 1.0},
 }
@@ -64,8 +64,8 @@ DEFAULT_SEARCH_SPACES: dict[str, dict[str, dict[str, Any]]] = {
     "random_forest": dict(_TREES),
     "hist_gbdt": {
         "learning_rate": {"type": "float", "low": 0.02, "high": 0.3, "log": True},
-        "max_iter": {"type": "int", "low": 50, "high": 250, "step": 50},
-        "max_leaf_nodes": {"type": "int", "low": 8, "high": 64, "log": True},
+        "max_iter": {"type": "int", "low": 50, "high": 150, "step": 50},
+        "max_leaf_nodes": {"type": "int", "low": 8, "high": 48, "log": True},
         "min_samples_leaf": {"type": "int", "low": 10, "high": 100, "log": True},
         "l2_regularization": {"type": "float", "low": 1e-6, "high": 1.0, "log": True},
     },

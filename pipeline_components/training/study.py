@@ -55,6 +55,7 @@ def open_storage(spec: str) -> BaseStorage:
 
 def create_study(cfg: Config, family: str, storage: BaseStorage | None = None) -> optuna.Study:
     """Create (or load, on a retry) the family's study; every metric is maximised."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # progress is ours to show
     return optuna.create_study(
         study_name=study_name(cfg, family),
         storage=storage or open_storage(storage_spec(cfg, family)),
@@ -76,7 +77,7 @@ def _sampler(cfg: Config, worker_index: int) -> optuna.samplers.BaseSampler:
 def _pruner(cfg: Config) -> optuna.pruners.BasePruner:
     if not cfg.training.pruning:
         return optuna.pruners.NopPruner()
-    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
+    return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=0)
 
 
 def cv_splits(cfg: Config, y: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -177,3 +177,23 @@ def test_missing_columns_fail_with_the_column_name(cfg_with: CfgWith) -> None:
                        log.feedback, expected_weights=HALF)
 
 
+
+
+def test_empty_log_means_keep_collecting(cfg_with: CfgWith) -> None:
+    from pipeline_components.store import feedback, predictions
+
+    empty_p = pd.DataFrame(columns=[c.name for c in predictions.c])
+    empty_f = pd.DataFrame(columns=[c.name for c in feedback.c])
+    d = analyze_frames(cfg_with(), empty_p, empty_f, expected_weights=HALF)
+    assert d.action == "continue" and codes.NOT_ENOUGH_DATA in d.codes()
+    json.loads(d.to_json())
+
+
+def test_unit_level_feedback_is_credited_to_the_units_variant(cfg_with: CfgWith) -> None:
+    log = simulate_log(SimSpec(n_units=400))
+    fb = log.feedback.assign(request_id=None)  # feedback that names only the user
+    d = analyze_frames(cfg_with(), log.predictions, fb, expected_weights=HALF)
+    by_request = analyze_frames(cfg_with(), log.predictions, log.feedback, expected_weights=HALF)
+    for v in ("champion", "challenger"):
+        assert d.metrics[v].primary_mean == pytest.approx(by_request.metrics[v].primary_mean)
+        assert d.metrics[v].units_with_feedback == by_request.metrics[v].units_with_feedback

@@ -79,3 +79,12 @@ def test_bad_form_values_fail_naming_the_key() -> None:
         conf_from_form(DEFAULT_PARAMS, {"canary_steps": [0.5, 0.1]}, "manual__x")
     with pytest.raises(ConfigError, match="overrides"):
         form_overrides({"overrides": [1, 2]})
+
+
+def test_ramp_keeps_collecting_at_the_last_step() -> None:
+    from pipeline_components.config import load_config
+    from pipeline_components.experiment.canary import ramp
+
+    cfg = load_config(DEFAULT_PARAMS, {"canary.steps": [0.05, 0.5], "canary.extra_looks": 2})
+    assert ramp(cfg) == [0.05, 0.5, 0.5, 0.5]
+    assert ramp(load_config(DEFAULT_PARAMS, {"canary.extra_looks": 0})) == [0.05, 0.25, 0.5]

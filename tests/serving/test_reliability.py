@@ -33,6 +33,16 @@ def _assignments(client: RouterClient, rows: list[dict[str, Any]]) -> dict[str, 
     return got
 
 
+def _expected(cfg: Config, rows: list[dict[str, Any]]) -> dict[str, list[float]]:
+    import mlflow
+    import pandas as pd
+
+    mlflow.set_tracking_uri(cfg.tracking_uri)
+    frame = pd.DataFrame(rows)
+    return {v: mlflow.sklearn.load_model(f"models:/abx-model/{v}").predict_proba(frame)[:, 1]
+            .tolist() for v in ("1", "2")}
+
+
 def test_load_with_weight_changes_loses_nothing_and_restart_is_sticky(
     make_cfg: Callable[..., Config], rows: list[dict[str, Any]]
 ) -> None:
@@ -63,6 +73,12 @@ def test_load_with_weight_changes_loses_nothing_and_restart_is_sticky(
     kinds = read_frame(engine, events, cfg.experiment.id)["kind"].tolist()
     assert kinds.count("weights") == len(RAMP)
     assert {a.json()["variant"] for a in answers} == {"champion", "challenger"}
+    # Coalesced calls must hand every request its own row's answer.
+    want = _expected(cfg, rows)
+    for i, a in enumerate(answers):
+        got = a.json()
+        assert got["prediction"] == pytest.approx(want[got["model_version"]][i % len(rows)],
+                                                  rel=1e-9)
 
     dep2 = backend.start(cfg)  # same salt, same configured weights: same assignments
     try:
