@@ -12,6 +12,7 @@ holdout and records the verdict on the version (tags) and in a ``gate`` run.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline_components.config import Config
 from pipeline_components.errors import RegistryError
-from pipeline_components.tracking import configure_mlflow, with_retries
+from pipeline_components.tracking import configure_mlflow, experiment_id, with_retries
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -203,8 +204,8 @@ def _record_gate(client: MlflowClient, cfg: Config, version: str, res: dict[str,
             "gate_metric": res["metric"], "gate_margin": str(res["margin"]),
             "gate_champion_version": str(res["champion_version"])}
     for k, v in tags.items():
-        with_retries(lambda k=k, v=v: client.set_model_version_tag(name, version, k, v))
-    exp_id = client.get_experiment_by_name(cfg.tracking.experiment_name).experiment_id
+        with_retries(functools.partial(client.set_model_version_tag, name, version, k, v))
+    exp_id = experiment_id(client, cfg)
     flt = f"tags.abx_role = 'gate' and tags.abx_experiment_id = '{cfg.experiment.id}'"
     runs = client.search_runs([exp_id], filter_string=flt, max_results=1)
     if runs:

@@ -111,6 +111,15 @@ def configure_mlflow(cfg: Config) -> MlflowClient:
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
+def experiment_id(client: MlflowClient, cfg: Config) -> str:
+    """The id of ``tracking.experiment_name`` (``configure_mlflow`` has created it)."""
+    exp = client.get_experiment_by_name(cfg.tracking.experiment_name)
+    if exp is None:
+        raise TrackingError(f"tracking URI {cfg.tracking_uri}: experiment "
+                            f"{cfg.tracking.experiment_name!r} not found")
+    return str(exp.experiment_id)
+
+
 def with_retries(fn: Callable[[], T], attempts: int = 8, delay: float = 0.25) -> T:
     """Call ``fn``, retrying while SQLite reports a lock (concurrent families log at once)."""
     for i in range(attempts):

@@ -9,6 +9,7 @@ remote variants go through the threadpool. Every rejection is a 4xx naming the f
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import orjson
@@ -91,7 +92,7 @@ async def predict(request: Request) -> Response:
     if forced is not None and forced not in rt.variants:
         raise _reject(rt, 400, f"X-ABX-Variant: unknown variant {forced!r} "
                                f"(have {sorted(rt.variants)})")
-    rows = [(inst.unit_id, inst.features) for inst in instances]
+    rows: list[tuple[str, Mapping[str, Any]]] = [(i.unit_id, i.features) for i in instances]
     batcher = request.app.state.batcher
     if rt.has_remote:
         answers = await run_in_threadpool(rt.predict, rows, forced)

@@ -235,6 +235,7 @@ class Router:
             "weights": self.table.as_dict(),
             "configured_weights": self.configured,
             "shadow": self.shadow,
+            "shadow_dropped": self.shadow_scorer.dropped,
             "variants": {
                 n: {"uri": u, "loaded": n in self.variants,
                     "model_version": self.variants[n].model_version if n in self.variants else None,

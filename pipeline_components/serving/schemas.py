@@ -47,6 +47,7 @@ class PredictRequest(_Strict):
     def rows(self) -> list[Instance]:
         if self.instances is not None:
             return self.instances
+        assert self.unit_id is not None and self.features is not None  # by _one_form
         return [Instance.model_construct(unit_id=self.unit_id, features=self.features)]
 
 
@@ -96,6 +97,13 @@ def describe(exc: ValidationError, prefix: str = "") -> str:
     return "; ".join(parts)
 
 
+def _finite(v: float) -> bool:
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an int beyond float range (JSON allows any digits)
+        return False
+
+
 def check_features(
     features: Mapping[str, Any], names: frozenset[str], categorical: frozenset[str], where: str
 ) -> str | None:
@@ -112,6 +120,6 @@ def check_features(
                 return f"{where}.{name}: expected a string category, got {v!r}"
         elif isinstance(v, bool) or not isinstance(v, (int, float)):
             return f"{where}.{name}: expected a number, got {v!r}"
-        elif not math.isfinite(v):
-            return f"{where}.{name}: expected a finite number, got {v!r}"
+        elif not _finite(v):
+            return f"{where}.{name}: expected a finite number, got {str(v)[:40]}"
     return None

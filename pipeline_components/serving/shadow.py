@@ -75,7 +75,7 @@ class ShadowScorer:
                     r._breaker_record(False, ms)
             except Exception as exc:
                 r._record_error(var, exc, len(batch))
-                preds, ms, status = [None] * len(batch), 0.0, "error"
+                preds, ms, status = [None] * len(batch), 0.0, "error"  # type: ignore[list-item]
             for (row, req_id, ts), p in zip(batch, preds, strict=True):
                 ans = {"prediction": p, "variant": name, "model_version": var.model_version,
                        "latency_ms": ms, "status": status, "request_id": req_id}

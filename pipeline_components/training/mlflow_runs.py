@@ -148,7 +148,7 @@ def refit_best(cfg: Config, family: str, study: optuna.Study, parent_id: str) ->
             serialization_format="skops", skops_trusted_types=trusted_types(model),
         )
         mlflow.log_metrics({f"holdout_{k}": v for k, v in metrics.items()})
-        mlflow.log_metric(f"best_cv_{cfg.training.metric}", float(best.value))
+        mlflow.log_metric(f"best_cv_{cfg.training.metric}", float(study.best_value))
         # Tags, not params: a resumed study may change its best trial, and params are immutable.
         mlflow.set_tags({"abx_refit_trial": str(best.number), "abx_model_uri": info.model_uri,
                          "abx_best_params": json.dumps(best.params, sort_keys=True)})

@@ -21,7 +21,7 @@ import optuna
 
 from pipeline_components.config import Config
 from pipeline_components.errors import AbxError
-from pipeline_components.tracking import configure_mlflow
+from pipeline_components.tracking import configure_mlflow, experiment_id
 from pipeline_components.training import families, mlflow_runs
 from pipeline_components.training import study as st
 
@@ -73,15 +73,18 @@ def run_workers(cfg: Config, family: str, storage_url: str, on_progress: Progres
     study = optuna.load_study(study_name=st.study_name(cfg, family),
                               storage=st.open_storage(storage_url))
     budget = cfg.training.n_trials
+
+    def report() -> None:
+        if on_progress:
+            on_progress(family, st.finished_trials(study), budget)
+
     if st.finished_trials(study) >= budget:  # a retry of a finished study: nothing to run
         pass
-    elif cfg.training.workers == 1:  # no spawn cost for the common small case
-        st.optimize(cfg, family, 0, storage_url)
+    elif cfg.training.workers == 1:  # in-process: no start-up cost for the small case
+        st.optimize(cfg, family, 0, storage_url, on_trial=report)
     else:
-        _run_processes(cfg, family, storage_url, lambda: on_progress and on_progress(
-            family, st.finished_trials(study), budget))
-    if on_progress:
-        on_progress(family, st.finished_trials(study), budget)
+        _run_processes(cfg, family, storage_url, report)
+    report()
 
 
 def _write_result(cfg: Config, family: str, result: dict[str, Any]) -> None:
@@ -107,9 +110,11 @@ def train_family(cfg: Config, family: str, on_progress: Progress | None = None) 
 
     Raises:
         ConfigError: unknown family or bad search space (names the params.yaml key).
+        DataError: the features stage has not written the train split.
         TrackingError: the tracking store is unreachable (nothing is created).
     """
     families.search_space(cfg, family)
+    st.load_xy(cfg, "train")  # DataError naming the missing split before anything is created
     client = configure_mlflow(cfg)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     started = time.perf_counter()
@@ -120,14 +125,14 @@ def train_family(cfg: Config, family: str, on_progress: Progress | None = None) 
         fails = [t.system_attrs.get("fail_reason", "?") for t in study.trials][:1]
         raise AbxError(f"family {family}: study {study.study_name} has no completed trial "
                        f"(first failure: {fails or 'none ran; check training.timeout_s'})")
-    exp_id = client.get_experiment_by_name(cfg.tracking.experiment_name).experiment_id
+    exp_id = experiment_id(client, cfg)
     parent = mlflow_runs.parent_run(client, exp_id, cfg, family, study.study_name)
     mlflow_runs.log_trials(client, exp_id, parent, study, cfg)
     refit = mlflow_runs.refit_best(cfg, family, study, parent)
     best = study.best_trial
     result = {
         "family": family, "study_name": study.study_name, "storage": _redact(spec),
-        "metric": cfg.training.metric, "best_value": float(best.value),
+        "metric": cfg.training.metric, "best_value": float(study.best_value),
         "best_trial": best.number, "best_params": best.params, "trials": _summary(study),
         "run_id": parent, "model_uri": refit["model_uri"], "holdout": refit["holdout"],
         "experiment_id": cfg.experiment.id, "duration_s": round(time.perf_counter() - started, 3),

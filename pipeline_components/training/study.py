@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import optuna
@@ -21,7 +22,7 @@ import pandas as pd
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.study import MaxTrialsCallback
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from pipeline_components.config import Config
 from pipeline_components.training import families
@@ -106,7 +107,7 @@ def make_objective(
         params = suggest(trial, space)
         trial.set_user_attr("worker", worker_index)  # lineage: which process ran this trial
         scores: list[float] = []
-        started = time.perf_counter()
+        started, cpu0 = time.perf_counter(), time.process_time()
         for step, (tr, va) in enumerate(folds):
             model = families.build_pipeline(cfg, family, params)
             model.fit(x.iloc[tr], y[tr])
@@ -117,12 +118,16 @@ def make_objective(
                 raise optuna.TrialPruned()
         trial.set_user_attr("fold_scores", scores)
         trial.set_user_attr("fit_seconds", round(time.perf_counter() - started, 4))
+        # CPU seconds vs wall seconds tells a slow trial from a starved one (busy machine).
+        trial.set_user_attr("cpu_seconds", round(time.process_time() - cpu0, 4))
         return float(np.mean(scores))
 
     return objective
 
 
-def load_xy(cfg: Config, split: str) -> tuple[pd.DataFrame, np.ndarray]:
+def load_xy(
+    cfg: Config, split: Literal["train", "validation", "holdout"]
+) -> tuple[pd.DataFrame, np.ndarray]:
     """Raw feature columns and the target of one split (the features stage's contract)."""
     from pipeline_components import features
 
@@ -132,12 +137,16 @@ def load_xy(cfg: Config, split: str) -> tuple[pd.DataFrame, np.ndarray]:
 
 
 def optimize(
-    cfg: Config, family: str, worker_index: int = 0, storage_url: str | None = None
+    cfg: Config,
+    family: str,
+    worker_index: int = 0,
+    storage_url: str | None = None,
+    on_trial: Callable[[], Any] | None = None,
 ) -> int:
     """Run trials on the shared study until it has ``training.n_trials`` finished trials.
 
     Returns:
-        The number of trials this worker ran.
+        The trial budget this worker started with (0: the study was already complete).
     """
     from threadpoolctl import threadpool_limits
 
@@ -153,13 +162,17 @@ def optimize(
     remaining = cfg.training.n_trials - finished_trials(study)
     if remaining <= 0:
         return 0
-    budget = MaxTrialsCallback(cfg.training.n_trials, states=FINISHED)
+    callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = [
+        MaxTrialsCallback(cfg.training.n_trials, states=FINISHED)
+    ]
+    if on_trial is not None:
+        callbacks.append(lambda _study, _trial: on_trial())
     with threadpool_limits(limits=1):
         study.optimize(
             make_objective(cfg, family, x, y, worker_index),
             n_trials=remaining,
             timeout=cfg.training.timeout_s,
-            callbacks=[budget],
+            callbacks=callbacks,
             catch=(ValueError,),
             gc_after_trial=False,
         )

@@ -99,6 +99,11 @@ BAD = [  # (name, raw body or JSON payload, expected status, a word the message 
      .encode(), 422, "features.x5"),
     ("overflow to inf", lambda r: json.dumps({"unit_id": "u", "features": _features(r)})
      .replace('"x4": ', '"x4": 1e999, "_": ').encode(), 422, "features"),
+    ("huge integer", lambda r: json.dumps({"unit_id": "u", "features": _features(r)})
+     .replace('"x4": ', '"x4": 1' + '0' * 400 + ', "_": ').encode(), 422, "features"),
+    ("nested value", lambda r: {"unit_id": "u", "features": _features(r, x2={"a": 1})}, 422,
+     "features.x2"),
+    ("not UTF-8", b'{"unit_id": "\xff\xfe"}', 400, "body"),
     ("missing unit_id", lambda r: {"features": r[0]}, 422, "unit_id"),
     ("unit_id not a string", lambda r: {"unit_id": 7, "features": r[0]}, 422, "unit_id"),
     ("unknown top-level field", lambda r: {"unit_id": "u", "features": r[0], "x": 1}, 422,
@@ -170,6 +175,19 @@ def test_feedback_joins_predictions(served: Served, rows: list[dict[str, Any]]) 
     by_unit = fb.dropna(subset=["unit_id"]).merge(preds, on="unit_id", suffixes=("_f", ""))
     assert set(by_unit["unit_id"]) == {f"fb-{i}" for i in range(10, 20)}
     assert count_rows(engine, feedback, cfg.experiment.id) == 20
+
+
+@pytest.mark.parametrize("body,word", [
+    ({"weights": {"champion": 0.5, "nope": 0.5}}, "weights.nope"),
+    ({"weights": {"champion": -1.0}}, "weights"),
+    ({"weights": {"champion": 0.0, "challenger": 0.0}}, "weights"),
+    ({"weight": {"champion": 1.0}}, "weight"),
+])
+def test_bad_weights_are_422(served: Served, body: dict[str, Any], word: str) -> None:
+    dep, _, _ = served
+    r = httpx.post(f"{dep.url}/admin/weights", json=body,
+                   headers={"Authorization": f"Bearer {TEST_TOKEN}"})
+    assert r.status_code == 422 and word in r.json()["detail"]
 
 
 def test_find_reports_the_running_router(served: Served) -> None:

@@ -49,3 +49,33 @@ def test_numpy_rewrite_matches_dataframe_on_shuffled_columns() -> None:
     got = fast.predict_proba(x.to_numpy(dtype=object))[:, 1]
     np.testing.assert_allclose(got, model.predict_proba(x)[:, 1], rtol=1e-12)
     assert not hasattr(fast, "feature_names_in_") and hasattr(model, "feature_names_in_")
+
+
+def test_skops_tree_model_on_numpy_path(
+    make_cfg: Callable[..., Config], rows: list[dict[str, Any]]
+) -> None:
+    # The training stage logs with skops; a tree model behind the same preprocessor must load
+    # and take the numpy path with identical answers.
+    import skops.io as sio
+    from mlflow.models import infer_signature
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.pipeline import Pipeline
+
+    from pipeline_components.features import build_preprocessor
+
+    cfg = make_cfg()
+    mlflow.set_tracking_uri(cfg.tracking_uri)
+    x, y = training_frame(cfg, 600)
+    model = Pipeline([("pre", build_preprocessor(cfg)),
+                      ("clf", HistGradientBoostingClassifier(max_iter=20))]).fit(x, y)
+    trusted = sio.get_untrusted_types(data=sio.dumps(model))
+    mlflow.set_experiment("skops-test")
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(
+            model, name="model", signature=infer_signature(x.head(5)),
+            pip_requirements=["scikit-learn"], serialization_format="skops",
+            skops_trusted_types=trusted)
+    var = load_variant("hgb", info.model_uri)
+    assert var.path == "numpy" and var.spec.categorical == {"segment", "device"}
+    np.testing.assert_allclose(var.predict(rows), model.predict_proba(pd.DataFrame(rows))[:, 1],
+                               rtol=1e-12)

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from mlflow import MlflowClient
 
-from pipeline_components.errors import TrackingError
+from pipeline_components.errors import DataError, TrackingError
 from pipeline_components.training import result_path, train_family
 from pipeline_components.training import study as st
 
@@ -131,3 +131,10 @@ def test_unreachable_tracking_uri_fails_before_anything_is_written(
     with pytest.raises(TrackingError, match=uri.replace(".", r"\.")):
         train_family(cfg, "logreg")
     assert not cfg.experiment_dir.exists()  # no study, no journal, no result file
+
+
+def test_missing_features_is_a_data_error(make_cfg: Any, tmp_path: Any) -> None:
+    cfg = make_cfg({"features.out_dir": str(tmp_path / "nowhere")})
+    with pytest.raises(DataError, match="nowhere/train.parquet"):
+        train_family(cfg, "logreg")
+    assert not cfg.experiment_dir.exists()
