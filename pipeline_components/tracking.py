@@ -9,9 +9,10 @@ for minutes instead.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlparse
@@ -81,6 +82,26 @@ def check_reachable(uri: str, timeout: float = 3.0) -> None:
         raise TrackingError(f"tracking URI {uri}: unsupported scheme {scheme!r}")
 
 
+@contextlib.contextmanager
+def _init_lock(uri: str) -> Iterator[None]:
+    """Serialise first use of a SQLite store across processes.
+
+    Family tasks of one DAG run start at the same moment; two processes running MLflow's schema
+    migrations (or creating the experiment) on one fresh SQLite file at once can fail.
+    """
+    if not uri.startswith("sqlite:///") or uri.startswith("sqlite:///:memory:"):
+        yield
+        return
+    import fcntl
+
+    with open(uri.removeprefix("sqlite:///") + ".init.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def configure_mlflow(cfg: Config) -> MlflowClient:
     """Point MLflow at ``cfg.tracking_uri``, check it answers, select the experiment.
 
@@ -102,7 +123,8 @@ def configure_mlflow(cfg: Config) -> MlflowClient:
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     try:
-        mlflow.set_experiment(cfg.tracking.experiment_name)
+        with _init_lock(uri):
+            mlflow.set_experiment(cfg.tracking.experiment_name)
     except Exception as exc:
         raise TrackingError(
             f"tracking URI {uri}: cannot select experiment "

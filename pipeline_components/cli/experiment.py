@@ -108,11 +108,11 @@ def decide_cmd(
 
 
 def _alive(conf: dict[str, Any]) -> bool:
-    from pipeline_components.experiment.cleanup import _backend
+    from pipeline_components.experiment.cleanup import backend_for
     from pipeline_components.experiment.config import config_for
 
     cfg = config_for(conf)
-    return bool(_backend(cfg).find(cfg.experiment.id, cfg))
+    return bool(backend_for(cfg).find(cfg.experiment.id, cfg))
 
 
 @app.command("promote")
@@ -162,8 +162,9 @@ def run_cmd(
 
     exp_id = experiment_id or time.strftime("cli-%Y%m%dT%H%M%S", time.gmtime())
     out = run_experiment(_conf(params, set_, exp_id))
-    typer.echo(f"decision: {out['action']}; champion v{out['champion_before']} -> "
-               f"v{out['champion_after']}\nreport: {out['html']}")
+    before, after = out["champion_before"], out["champion_after"]
+    typer.echo(f"decision: {out['action']}; champion {f'v{before}' if before else '(none)'} -> "
+               f"v{after}\nreport: {out['html']}")
 
 
 def _maybe(conf: dict[str, Any], name: str) -> dict[str, Any]:
@@ -171,3 +172,31 @@ def _maybe(conf: dict[str, Any], name: str) -> dict[str, Any]:
     from pipeline_components.experiment.state import read_state
 
     return read_state(config_for(conf), name) or {}
+
+
+RECEIPTS = {"train": "training/*.json", "register": "registry.json", "gate": "gate.json",
+            "canary": "run/canary.json", "decide": "run/decision.json", "report": "run/report.json"}
+
+
+@app.command("receipt")
+def receipt_cmd(
+    stage: Annotated[str, typer.Argument(help=f"One of {sorted(RECEIPTS)}.")],
+    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
+    out_dir: Annotated[Path, typer.Option(help="Where receipts go.")] = Path("runs"),
+) -> None:
+    """Copy a stage's stored result to runs/<experiment.id>/<stage>.json (a `dvc repro` output:
+    the state folder itself is dvc-ignored)."""
+    from pipeline_components.errors import ConfigError
+
+    cfg = load(params, set_)
+    if stage not in RECEIPTS:
+        raise ConfigError(f"abx receipt: unknown stage {stage!r}; one of {sorted(RECEIPTS)}")
+    files = sorted(cfg.experiment_dir.glob(RECEIPTS[stage]))
+    if not files:
+        raise ConfigError(f"{cfg.experiment_dir / RECEIPTS[stage]}: nothing stored for stage "
+                          f"{stage!r} of experiment {cfg.experiment.id!r}")
+    payload = {f.stem: json.loads(f.read_text()) for f in files}
+    target = out_dir / cfg.experiment.id / f"{stage}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+    typer.echo(f"receipt: {target}")
