@@ -124,7 +124,9 @@ class ServingConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8765, ge=0, le=65535)
     salt: str | None = None  # None: the experiment id
-    weights: dict[str, float] = Field(default_factory=lambda: {"champion": 0.95, "challenger": 0.05})
+    weights: dict[str, float] = Field(
+        default_factory=lambda: {"champion": 0.95, "challenger": 0.05}
+    )
     shadow: bool = False
     store_url: str | None = None  # None: sqlite (WAL) under the state dir
     admin_token: str | None = None  # None: read ABX_ADMIN_TOKEN from the environment
@@ -303,7 +305,9 @@ def _set(node: dict[str, Any], parts: list[str], value: Any, dotted: str, source
         node[key] = value
 
 
-def apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any], source: str) -> dict[str, Any]:
+def apply_overrides(
+    raw: dict[str, Any], overrides: Mapping[str, Any], source: str
+) -> dict[str, Any]:
     """Apply dotted-path overrides to a nested mapping (a copy).
 
     Keys are dotted paths (``training.n_trials``); a mapping value for a config *section* merges
@@ -334,7 +338,7 @@ def _format_validation_error(exc: ValidationError, source: str) -> str:
 def config_from_mapping(
     raw: Mapping[str, Any], overrides: Mapping[str, Any] | None = None, source: str = "<dict>"
 ) -> Config:
-    """Validate a raw mapping (plus overrides) into a Config, or raise ConfigError naming the key."""
+    """Validate a raw mapping (plus overrides) into a Config; ConfigError names the bad key."""
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{source}: top level must be a mapping, got {type(raw).__name__}")
     merged = apply_overrides(dict(raw), overrides or {}, source if not overrides else "override")

@@ -80,8 +80,9 @@ EOF
 fi
 
 exp="demo-$stamp"
+rc=0
 run_dag "$exp" "{\"experiment_id\": \"$exp\", \"families\": $FAMILIES, \"n_trials\": $TRIALS,
-  \"overrides\": {\"experiment.seed\": $seed}}" || echo "demo: the DAG run failed (see $LOGDIR/$exp.log)"
+  \"overrides\": {\"experiment.seed\": $seed, \"serving.port\": 0}}" || rc=$?
 
 python - "$exp" "$before" "$t_start" <<'EOF'
 import json, sys, time
@@ -100,3 +101,7 @@ print(f"report     : {rep.get('html', '-')}")
 print(f"summary    : {rep.get('markdown', '-')}")
 print(f"total time : {time.time() - t0:.1f} s")
 EOF
+if [ "$rc" -ne 0 ]; then
+  echo "demo: the DAG run failed (exit $rc); see $LOGDIR/$exp.log" >&2
+  exit "$rc"
+fi
