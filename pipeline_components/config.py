@@ -349,6 +349,20 @@ def config_from_mapping(
         raise ConfigError(_format_validation_error(exc, where)) from None
 
 
+def read_params(path: str | Path) -> dict[str, Any]:
+    """The raw mapping of a params file; ConfigError names the file when it is missing or bad."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file not found")
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: top level must be a mapping, got {type(raw).__name__}")
+    return raw
+
+
 def load_config(
     path: str | Path | None = DEFAULT_PARAMS, overrides: Mapping[str, Any] | None = None
 ) -> Config:
@@ -361,15 +375,6 @@ def load_config(
     Raises:
         ConfigError: the file is missing or not YAML, or a key is unknown, mistyped or out of range.
     """
-    raw: Any = {}
-    source = "<defaults>"
-    if path is not None:
-        p = Path(path)
-        source = str(p)
-        if not p.is_file():
-            raise ConfigError(f"{p}: config file not found")
-        try:
-            raw = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
-    return config_from_mapping(raw, overrides, source)
+    if path is None:
+        return config_from_mapping({}, overrides, "<defaults>")
+    return config_from_mapping(read_params(path), overrides, str(path))

@@ -16,9 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from pipeline_components.config import Config, config_from_mapping
+from pipeline_components.config import Config, config_from_mapping, read_params
 from pipeline_components.errors import ConfigError
 
 # Airflow form field -> dotted params.yaml key. None in the form means "keep params.yaml".
@@ -91,18 +89,6 @@ def make_conf(
     return conf
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: top level must be a mapping")
-    return raw
-
-
 def _get(cfg_dump: Mapping[str, Any], dotted: str) -> Any:
     node: Any = cfg_dump
     for part in dotted.split("."):
@@ -115,7 +101,7 @@ def config_for(conf: Mapping[str, Any]) -> Config:
     path = Path(conf["params_path"])
     overrides = dict(conf.get("overrides") or {})
     overrides["experiment.id"] = conf["experiment_id"]
-    raw = _read_yaml(path)
+    raw = read_params(path)
     cfg = config_from_mapping(raw, overrides, str(path))
     dump = cfg.model_dump(mode="json")
     anchored = {}
