@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -42,7 +44,10 @@ def _redact(url: str) -> str:
 
 
 def _run_processes(cfg: Config, family: str, storage_url: str, poll: Callable[[], Any]) -> None:
-    raw = json.dumps({"config": cfg.model_dump(mode="json"), "storage": storage_url})
+    cfg.experiment_dir.mkdir(parents=True, exist_ok=True)
+    barrier = Path(tempfile.mkdtemp(prefix=f"{family}-start-", dir=cfg.experiment_dir))
+    raw = json.dumps({"config": cfg.model_dump(mode="json"), "storage": storage_url,
+                      "barrier": [str(barrier), cfg.training.workers]})
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "OPENBLAS_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "pipeline_components.training.worker", family]
@@ -62,6 +67,7 @@ def _run_processes(cfg: Config, family: str, storage_url: str, poll: Callable[[]
             if p.poll() is None:
                 p.terminate()
             p.wait()
+        shutil.rmtree(barrier, ignore_errors=True)
     failed = [(i, p.returncode) for i, p in enumerate(procs) if p.returncode != 0]
     if failed:
         raise AbxError(f"family {family}: training workers failed (index, exit code): {failed}; "

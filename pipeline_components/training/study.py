@@ -136,14 +136,34 @@ def load_xy(
     return df[cols], df[cfg.data.target_column].to_numpy().astype(int)
 
 
+START_BARRIER_S = 60.0
+
+
+def wait_for_peers(folder: Path, worker_index: int, n_workers: int) -> bool:
+    """A file barrier for local worker processes; True when all arrived before the timeout."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"ready-{worker_index}").touch()
+    deadline = time.monotonic() + START_BARRIER_S
+    while len(list(folder.glob("ready-*"))) < n_workers:
+        if time.monotonic() > deadline:
+            return False  # proceed alone rather than hang on a crashed peer
+        time.sleep(0.05)
+    return True
+
+
 def optimize(
     cfg: Config,
     family: str,
     worker_index: int = 0,
     storage_url: str | None = None,
     on_trial: Callable[[], Any] | None = None,
+    barrier: tuple[str, int] | None = None,
 ) -> int:
     """Run trials on the shared study until it has ``training.n_trials`` finished trials.
+
+    ``barrier`` = (folder, n_workers): wait (at most ``START_BARRIER_S``) until every local worker
+    has loaded its data before the first trial, so a worker that started late on a busy machine
+    still gets its share of the budget instead of finding it spent.
 
     Returns:
         The trial budget this worker started with (0: the study was already complete).
@@ -159,6 +179,8 @@ def optimize(
         sampler=_sampler(cfg, worker_index),
         pruner=_pruner(cfg),
     )
+    if barrier is not None:
+        wait_for_peers(Path(barrier[0]), worker_index, barrier[1])
     remaining = cfg.training.n_trials - finished_trials(study)
     if remaining <= 0:
         return 0

@@ -24,7 +24,9 @@ def main(argv: list[str]) -> int:
     family, index = argv[0], int(argv[1])
     payload = json.load(sys.stdin)
     cfg = config_from_mapping(payload["config"], source="<worker stdin>")
-    optimize(cfg, family, index, payload["storage"])
+    barrier = payload.get("barrier")
+    optimize(cfg, family, index, payload["storage"],
+             barrier=(barrier[0], int(barrier[1])) if barrier else None)
     return 0
 
 

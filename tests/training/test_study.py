@@ -138,3 +138,19 @@ def test_missing_features_is_a_data_error(make_cfg: Any, tmp_path: Any) -> None:
     with pytest.raises(DataError, match="nowhere/train.parquet"):
         train_family(cfg, "logreg")
     assert not cfg.experiment_dir.exists()
+
+
+def test_start_barrier_waits_for_every_local_worker(tmp_path: Any, monkeypatch: Any) -> None:
+    import threading
+
+    arrived: list[bool] = []
+    threads = [threading.Thread(target=lambda i=i: arrived.append(
+        st.wait_for_peers(tmp_path / "b", i, 2))) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert arrived == [True, True]
+    # A peer that never arrives (crashed) does not hang the others: they go on alone.
+    monkeypatch.setattr(st, "START_BARRIER_S", 0.2)
+    assert st.wait_for_peers(tmp_path / "lonely", 0, 2) is False
