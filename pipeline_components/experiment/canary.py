@@ -119,6 +119,18 @@ def analysis_inputs(cfg: Config) -> dict[str, Any]:
     return {"covariates": covariates, "reference": load_split(cfg, "train")}
 
 
+def info_fractions(steps: list[dict[str, Any]]) -> list[float]:
+    """Information fractions of the earlier looks (group-sequential spending needs the real ones,
+    not the equally spaced default); looks without one (msprt, fixed) contribute nothing."""
+    out = []
+    for step in steps:
+        comps = (step.get("decision") or {}).get("comparisons") or [{}]
+        frac = (comps[0].get("effect") or {}).get("details", {}).get("info_fraction")
+        if isinstance(frac, int | float):
+            out.append(float(frac))
+    return out
+
+
 def _analyze(
     cfg: Config, weights: dict[str, float], look: int, since: float, inputs: dict[str, Any]
 ) -> dict[str, Any]:
@@ -149,6 +161,7 @@ def run_canary(cfg: Config, deployment: Mapping[str, Any], *, progress: bool = T
     stopped: str | None = None
     try:
         for look, share in list(enumerate(ramp(cfg), 1))[len(steps):]:
+            inputs["previous_fractions"] = info_fractions(steps) or None
             step = _run_step(cfg, client, url, (users, inputs), look, share, offset, progress)
             offset += step["requests"]
             decision, breaker = step["decision"], step["breaker"]

@@ -88,3 +88,29 @@ def test_ramp_keeps_collecting_at_the_last_step() -> None:
     cfg = load_config(DEFAULT_PARAMS, {"canary.steps": [0.05, 0.5], "canary.extra_looks": 2})
     assert ramp(cfg) == [0.05, 0.5, 0.5, 0.5]
     assert ramp(load_config(DEFAULT_PARAMS, {"canary.extra_looks": 0})) == [0.05, 0.25, 0.5]
+
+
+def test_gst_looks_carry_their_real_information_fractions(tmp_path: Path) -> None:
+    # Two looks of a group-sequential canary on a growing log: the second look must be
+    # spent at the first look's real information fraction, not an equally spaced guess.
+    from pipeline_components.analysis.run import analyze_frames
+    from pipeline_components.analysis.testing import CATEGORIES, NUMERIC, SimSpec, simulate_log
+    from pipeline_components.config import config_from_mapping
+    from pipeline_components.experiment.canary import info_fractions
+
+    cfg = config_from_mapping({
+        "experiment": {"id": "exp", "state_dir": str(tmp_path)},
+        "data": {"numeric_features": NUMERIC, "categorical_features": CATEGORIES,
+                 "synthetic": {"n_numeric": len(NUMERIC)}},
+        "analysis": {"method": "gst", "mde": 0.05, "cuped": False},
+    })
+    weights = {"champion": 0.5, "challenger": 0.5}
+    steps: list[dict] = []
+    for look, n in enumerate((300, 900), 1):
+        log = simulate_log(SimSpec(n_units=n, seed=look))
+        d = analyze_frames(cfg, log.predictions, log.feedback, expected_weights=weights,
+                           look=look, previous_fractions=info_fractions(steps) or None)
+        steps.append({"decision": d.to_dict()})
+    fracs = info_fractions(steps)
+    assert len(fracs) == 2 and 0.0 < fracs[0] < fracs[1] <= 1.0
+    assert info_fractions([{"decision": None}, {}]) == []  # msprt / missing looks: nothing
