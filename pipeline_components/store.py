@@ -49,6 +49,9 @@ predictions = Table(
     Column("status", String(16), nullable=False),  # ok | error | fallback
     Column("served", Boolean, nullable=False, default=True),  # False: a shadow score, not shown
     Column("features", JSON, nullable=True),  # raw feature row, for drift analysis
+    # How the variant was chosen: "hash" (the sticky split) or "forced" (the X-ABX-Variant QA
+    # header). Forced rows are QA traffic, never experiment data. NULL (older stores) = "hash".
+    Column("assignment", String(16), nullable=True),
     Index("ix_predictions_exp_req", "experiment_id", "request_id"),
     Index("ix_predictions_exp_unit", "experiment_id", "unit_id"),
 )
@@ -106,9 +109,33 @@ def make_engine(url: str) -> Engine:
         else:
             engine = create_engine(url, pool_pre_ping=True)
         metadata.create_all(engine)
+        add_missing_columns(engine)
     except SQLAlchemyError as exc:
         raise AnalysisError(f"prediction store {url!r} is not reachable: {exc}") from exc
     return engine
+
+
+def add_missing_columns(engine: Engine) -> list[str]:
+    """Additive migration: add nullable columns a newer abx defines to an existing store.
+
+    ``create_all`` creates missing tables but never alters existing ones, so a store written by an
+    older version would reject new rows. Only nullable, additive changes happen here; stored rows
+    are never rewritten. Returns the "table.column" names added.
+    """
+    from sqlalchemy import inspect, text
+
+    added = []
+    insp = inspect(engine)
+    for table in metadata.sorted_tables:
+        have = {c["name"] for c in insp.get_columns(table.name)}
+        for col in table.columns:
+            if col.name in have or not col.nullable:
+                continue
+            ddl = col.type.compile(dialect=engine.dialect)
+            with engine.begin() as conn:
+                conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{col.name}" {ddl}'))
+            added.append(f"{table.name}.{col.name}")
+    return added
 
 
 def insert_rows(engine: Engine, table: Table, rows: Iterable[Mapping[str, Any]]) -> int:

@@ -4,7 +4,8 @@ The unit (user) is the unit of randomisation, so the primary metric is a per-uni
 belongs to the first variant that served it; when a canary ramp moves it to another variant
 later, its later requests are left out of the primary metric (counted as ``switched``), so no
 unit counts twice. Feedback joins predictions by request id; feedback that names only a unit is
-credited to the unit's variant.
+credited to the unit's variant. Requests whose variant was forced by the QA header
+(``assignment == "forced"``) are left out of every metric: they were not randomised.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ def prepare(predictions: pd.DataFrame, feedback: pd.DataFrame, metric: str) -> P
     check_columns(predictions, PRED_COLUMNS, "predictions")
     check_columns(feedback, FEEDBACK_COLUMNS, "feedback")
     preds = predictions.astype({"unit_id": str, "request_id": str, "variant": str})
+    if "assignment" in preds.columns:  # QA requests (X-ABX-Variant) are not experiment traffic
+        preds = preds[preds["assignment"].fillna("hash") != "forced"]
     preds = preds.assign(served=preds["served"].fillna(True).astype(bool)).sort_values("ts")
     by_req, unit_only = _latest_feedback(feedback)
     joined = preds.merge(by_req, on="request_id", how="left")

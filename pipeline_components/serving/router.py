@@ -120,10 +120,13 @@ class Router:
         """
         flat = [row for rows, _ in requests for row in rows]
         groups: dict[str, list[int]] = defaultdict(list)
+        forced_rows: set[int] = set()
         i = 0
         for rows, forced in requests:
             for unit_id, _ in rows:
                 groups[self.assign(unit_id, forced)].append(i)
+                if forced is not None:
+                    forced_rows.add(i)
                 i += 1
         answers: list[dict] = [{}] * len(flat)
         now = time.time()
@@ -132,7 +135,7 @@ class Router:
             for i, ans in zip(idx, self._score_group(name, feats), strict=True):
                 ans["request_id"] = os.urandom(16).hex()
                 answers[i] = ans
-                self._log(now, flat[i], ans, served=True)
+                self._log(now, flat[i], ans, served=True, forced=i in forced_rows)
         if self.shadow:
             self.shadow_scorer.submit(flat, answers, now)
         out, start = [], 0
@@ -176,7 +179,10 @@ class Router:
             for _ in range(n):
                 self._breaker_record(True, 0.0)
 
-    def _log(self, now: float, row: tuple[str, Mapping[str, Any]], ans: dict, served: bool) -> None:
+    def _log(
+        self, now: float, row: tuple[str, Mapping[str, Any]], ans: dict, served: bool,
+        forced: bool = False,
+    ) -> None:
         self.counts[ans["variant"]]["requests" if served else "shadow"] += 1
         self.metrics.observe(ans["variant"], ans["model_version"], ans["status"], served,
                              ans["latency_ms"] / 1000.0)
@@ -185,6 +191,7 @@ class Router:
             "unit_id": row[0], "variant": ans["variant"], "model_version": ans["model_version"],
             "prediction": ans["prediction"], "latency_ms": ans["latency_ms"],
             "status": ans["status"], "served": served, "features": row[1],
+            "assignment": "forced" if forced else "hash",
         })
 
     # ------------------------------------------------------------------ guardrails and admin

@@ -88,3 +88,21 @@ def test_cli_analyze_prints_and_writes_json(cfg: Config, tmp_path: Path) -> None
     assert json.loads(out.read_text())["action"] == "promote"
     bad = CliRunner().invoke(app, ["analyze", "-p", str(params), "--weights", "champion"])
     assert bad.exit_code != 0
+
+
+def test_forced_qa_requests_are_not_experiment_traffic(cfg: Config) -> None:
+    # 600 QA requests forced onto the challenger would be a glaring SRM (and would move the
+    # metric) if they counted; marked "forced", they are left out of every metric.
+    log = simulate_log(SimSpec(n_units=1000, seed=3))
+    qa = log.predictions[log.predictions["variant"] == "challenger"].head(600).copy()
+    qa["unit_id"] = [f"qa-{i}" for i in range(len(qa))]
+    qa["request_id"] = [f"qa-r{i}" for i in range(len(qa))]
+    qa["assignment"] = "forced"
+    preds = pd.concat([log.predictions.assign(assignment="hash"), qa], ignore_index=True)
+    counted = analyze_frames(cfg, preds.assign(assignment="hash"), log.feedback,
+                             expected_weights=HALF)
+    assert "SRM" in counted.codes()  # the harness check: counted, they do mismatch
+    d = analyze_frames(cfg, preds, log.feedback, expected_weights=HALF)
+    base = analyze_frames(cfg, log.predictions, log.feedback, expected_weights=HALF)
+    assert "SRM" not in d.codes()
+    assert d.metrics["challenger"].units == base.metrics["challenger"].units

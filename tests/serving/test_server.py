@@ -61,6 +61,21 @@ def test_predict_single_batch_and_forced(served: Served, rows: list[dict[str, An
             assert c.predict("user-1", rows[0], variant=v)["variant"] == v
 
 
+def test_forced_requests_are_logged_as_qa_traffic(
+    served: Served, rows: list[dict[str, Any]]
+) -> None:
+    # QA requests (X-ABX-Variant) are marked so the analysis can leave them out.
+    dep, cfg, _ = served
+    with RouterClient(dep.url, TEST_TOKEN) as c:
+        qa = c.predict("qa-user", rows[0], variant="challenger")
+        normal = c.predict("qa-user-2", rows[1])
+        settle(c)
+    preds = read_frame(make_engine(cfg.store_url), predictions, cfg.experiment.id)
+    by_req = preds.set_index("request_id")["assignment"]
+    assert by_req[qa["request_id"]] == "forced"
+    assert by_req[normal["request_id"]] == "hash"
+
+
 def test_health_ready_metrics(served: Served) -> None:
     dep, _, _ = served
     assert httpx.get(f"{dep.url}/healthz").status_code == 200
