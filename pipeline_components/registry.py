@@ -139,6 +139,13 @@ def _create_version(client: MlflowClient, cfg: Config, results: list[dict] | Non
     return str(mv.version)
 
 
+def concluded(tags: dict[str, str], experiment_id: str) -> bool:
+    """True once this experiment promoted or rejected its version: re-running a stage must then
+    change nothing (no challenger alias back on the new champion, no re-scored gate)."""
+    return tags.get("abx.promoted_by") == experiment_id or tags.get("abx.rejected_by") == (
+        experiment_id)
+
+
 def register_best(cfg: Config, results: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Register the winner (or find it again) and move ``challenger`` (and, on bootstrap, champion).
 
@@ -155,7 +162,8 @@ def register_best(cfg: Config, results: list[dict[str, Any]] | None = None) -> d
     existing = _client_version(client, cfg)
     version = str(existing.version) if existing else _create_version(client, cfg, results)
     mv = client.get_model_version(name, version)
-    client.set_registered_model_alias(name, CHALLENGER, version)
+    if not concluded(mv.tags, cfg.experiment.id):  # a finished experiment's aliases stay put
+        client.set_registered_model_alias(name, CHALLENGER, version)
     if _alias(client, name, CHAMPION) is None:  # bootstrap: first model ever becomes champion
         client.set_model_version_tag(name, version, "bootstrap", "true")
         client.set_registered_model_alias(name, CHAMPION, version)
@@ -241,6 +249,9 @@ def offline_gate(cfg: Config) -> dict[str, Any]:
     if mv is None or champion is None:
         raise RegistryError(f"registered model {name!r}: no version for experiment id "
                             f"{cfg.experiment.id!r} or no {CHAMPION!r} alias; run `abx register`")
+    stored = cfg.experiment_dir / "gate.json"
+    if concluded(mv.tags, cfg.experiment.id) and stored.is_file():
+        return dict(json.loads(stored.read_text()))  # the verdict that started the canary
     version, metric = str(mv.version), cfg.registry.gate_metric
     res: dict[str, Any] = {"metric": metric, "margin": cfg.registry.gate_margin,
                            "challenger_version": version, "champion_version": champion,

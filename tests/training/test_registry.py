@@ -151,3 +151,31 @@ def test_gate_verdict_known_answers(metric: str, chal: float, champ: float, marg
     assert res["passed"] is passed
     assert res["improvement"] == pytest.approx(improvement, abs=1e-12)
     assert res["reason"].startswith("challenger") is passed
+
+
+def test_rerunning_a_concluded_experiment_changes_no_alias(make_cfg: Any) -> None:
+    # After a promotion (or a rollback) the experiment is over: re-running its register and gate
+    # stages (an Airflow retry, a second `dvc repro`) must leave every alias where it is.
+    from pipeline_components.experiment.promotion import promote, rollback
+
+    cfgs = {eid: make_cfg({"experiment.id": eid}) for eid in ("boot", "win", "lose")}
+    for cfg in cfgs.values():
+        train_family(cfg, "logreg")
+    client = registry.configure_mlflow(cfgs["boot"])
+    register_best(cfgs["boot"])
+    win = register_best(cfgs["win"])["version"]
+    gate = offline_gate(cfgs["win"])
+    promote(cfgs["win"], win, expected_champion="1", reasons=["test"])
+    assert registry.get_alias_version(cfgs["win"], "champion") == win
+    assert registry.get_alias_version(cfgs["win"], "challenger") is None
+    again = register_best(cfgs["win"])
+    assert again["version"] == win and again["reused"]
+    assert registry.get_alias_version(cfgs["win"], "challenger") is None
+    assert offline_gate(cfgs["win"]) == gate  # the stored verdict, not a "bootstrap" re-score
+
+    lose = register_best(cfgs["lose"])["version"]
+    rollback(cfgs["lose"], lose, reasons=["test"])
+    register_best(cfgs["lose"])
+    assert registry.get_alias_version(cfgs["lose"], "challenger") is None
+    assert registry.get_alias_version(cfgs["lose"], "champion") == win
+    assert len(client.search_model_versions("name = 'abx-test-model'")) == 3
