@@ -134,6 +134,13 @@ class ServingConfig(_Section):
     max_body_bytes: int = Field(1_000_000, ge=1024)
     flush_interval_s: float = Field(0.2, gt=0.0)
     flush_max_rows: int = Field(500, ge=1)
+    # Rows waiting for the store; beyond this /predict and /feedback answer 503 (back-pressure).
+    writer_max_pending: int = Field(100_000, ge=1)
+    spool_dir: Path | None = None  # None: <experiment_dir>/router/spool
+    durable: bool = False  # every row is in the spool file before its answer leaves
+    wal_fsync: bool = False  # durable + fsync each write (survives a machine crash, costs more)
+    # SIGTERM -> SIGKILL budget of the backend; the router fits its drain inside it.
+    shutdown_grace_s: float = Field(30.0, ge=3.0, le=3600.0)
     # Coalesce concurrent /predict calls into one model call per variant (serving/batcher.py).
     micro_batch: bool = True
     backend: Literal["local", "docker"] = "local"
@@ -250,6 +257,11 @@ class Config(_Section):
         if self.serving.store_url:
             return self.serving.store_url
         return f"sqlite:///{(self.state_dir / 'predictions.db').resolve()}"
+
+    @property
+    def spool_dir(self) -> Path:
+        """Where the router spools log rows (durable mode, shutdown spill): one slot per process."""
+        return (self.serving.spool_dir or self.experiment_dir / "router" / "spool").resolve()
 
     @property
     def salt(self) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -22,6 +23,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     create_engine,
     event,
     func,
@@ -80,6 +82,30 @@ events = Table(
     Column("detail", JSON, nullable=True),
 )
 
+# Rows the store refused (a NOT NULL or type violation, text the driver cannot encode): the writer
+# isolates them by bisecting the failed batch and keeps them here with the database's reason, so
+# one bad row never blocks the rows behind it and nothing acknowledged disappears.
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("experiment_id", String(128), nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("source_table", String(32), nullable=False),  # predictions | feedback | events
+    Column("reason", Text, nullable=False),  # exception class + first line of the DB message
+    Column("payload", Text, nullable=False),  # the row as ASCII JSON (non-JSON values as repr)
+)
+
+# How far each router's spool (serving/spool.py) is in the store: updated in the same transaction
+# as the rows, so replaying a spool after a crash writes every row exactly once.
+writer_checkpoints = Table(
+    "writer_checkpoints",
+    metadata,
+    Column("wal_id", String(64), primary_key=True),
+    Column("seq", BigInteger, nullable=False),  # highest spool sequence number committed
+    Column("ts", Float, nullable=False),
+)
+
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
@@ -93,7 +119,8 @@ def make_engine(url: str) -> Engine:
     """Create an engine for ``url`` and make sure the tables exist.
 
     SQLite gets WAL (readers never block the router's writer) and a busy timeout; the parent
-    folder is created. PostgreSQL URLs without a driver use psycopg 3.
+    folder is created. PostgreSQL URLs without a driver use psycopg 3. Errors never quote the
+    bound parameters (``hide_parameters``): they hold users' feature rows, which stay out of logs.
     """
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
@@ -104,10 +131,11 @@ def make_engine(url: str) -> Engine:
             db_path = url[len("sqlite:///") :]
             if db_path and db_path != ":memory:":
                 Path(db_path).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(url, connect_args={"check_same_thread": False})
+            engine = create_engine(url, connect_args={"check_same_thread": False},
+                                   hide_parameters=True)
             event.listen(engine, "connect", _sqlite_pragmas)
         else:
-            engine = create_engine(url, pool_pre_ping=True)
+            engine = create_engine(url, pool_pre_ping=True, hide_parameters=True)
         metadata.create_all(engine)
         add_missing_columns(engine)
     except SQLAlchemyError as exc:

@@ -49,7 +49,7 @@ def serve(
     import uvicorn
 
     from pipeline_components.deploy.local import free_port
-    from pipeline_components.serving.app import create_app
+    from pipeline_components.serving.app import create_app, shutdown_budget
 
     cfg = load(params, set_)
     app_ = create_app(cfg, parse_variants(variant))
@@ -64,5 +64,5 @@ def serve(
         workers=1,
         log_level=os.environ.get("ABX_LOG_LEVEL", "warning"),
         access_log=False,
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=shutdown_budget(cfg.serving.shutdown_grace_s)[0],
     )

@@ -26,6 +26,7 @@ class Deployment:
     host: str = "127.0.0.1"
     log_path: str = ""
     started_at: float = 0.0
+    grace_s: float = 30.0  # serving.shutdown_grace_s: SIGTERM -> SIGKILL budget of stop()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -45,8 +46,9 @@ class DeploymentBackend(ABC):
         """Start a router for ``cfg``'s experiment and return once it is ready."""
 
     @abstractmethod
-    def stop(self, dep: Deployment, timeout_s: float = 30.0) -> None:
-        """Stop gracefully (the writer flushes); idempotent."""
+    def stop(self, dep: Deployment, timeout_s: float | None = None) -> None:
+        """Stop gracefully (the writer flushes) within ``timeout_s`` (default ``dep.grace_s``,
+        the budget the router plans its drain for); idempotent."""
 
     @abstractmethod
     def find(self, experiment_id: str, cfg: Config | None = None) -> list[Deployment]:

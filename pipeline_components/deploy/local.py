@@ -87,7 +87,8 @@ class LocalBackend(DeploymentBackend):
         url_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
         dep = Deployment(url=f"http://{url_host}:{port}", pid=proc.pid,
                          experiment_id=cfg.experiment.id, port=port, backend=self.name,
-                         host=host, log_path=str(log_path), started_at=time.time())
+                         host=host, log_path=str(log_path), started_at=time.time(),
+                         grace_s=cfg.serving.shutdown_grace_s)
         (rdir / "router.pid").write_text(str(proc.pid))
         (rdir / "state.json").write_text(json.dumps(dep.to_dict(), indent=2))
         try:
@@ -109,11 +110,16 @@ class LocalBackend(DeploymentBackend):
         except OSError:
             return ""
 
-    def stop(self, dep: Deployment, timeout_s: float = 30.0) -> None:
-        """SIGTERM (uvicorn drains requests, the writer flushes), SIGKILL after ``timeout_s``."""
+    def stop(self, dep: Deployment, timeout_s: float | None = None) -> None:
+        """SIGTERM (uvicorn drains requests, the writer flushes), SIGKILL after ``timeout_s``.
+
+        The default is ``dep.grace_s`` (``serving.shutdown_grace_s``), the same budget the router
+        splits between in-flight requests and its log drain (serving.app.shutdown_budget), so a
+        drain that is still within its deadline is never killed.
+        """
         if self.alive(dep):
             os.kill(dep.pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout_s
+            deadline = time.monotonic() + (dep.grace_s if timeout_s is None else timeout_s)
             while self.alive(dep) and time.monotonic() < deadline:
                 time.sleep(0.05)
             if self.alive(dep):

@@ -65,6 +65,17 @@ def parse(model: type[M], body: bytes, rt: Router, endpoint: str) -> M:
         raise HTTPException(400 if bad_json else 422, describe(exc)) from None
 
 
+def admit(rt: Router, rows: int) -> None:
+    """503 + Retry-After when the log writer's queue is full: refuse before answering, never
+    answer and then drop the row (back-pressure; docs/serving.md)."""
+    if not rt.writer.has_room(rows):
+        rt.metrics.bad_requests.labels("backpressure").inc()
+        raise HTTPException(503, f"prediction log backlog full ({rt.writer.pending()} rows "
+                                 f"waiting, serving.writer_max_pending="
+                                 f"{rt.writer.max_pending}); retry later",
+                            headers={"Retry-After": "1"})
+
+
 def _reject(rt: Router, status: int, detail: str) -> HTTPException:
     rt.metrics.bad_requests.labels("predict").inc()
     return HTTPException(status, detail)
@@ -92,6 +103,7 @@ async def predict(request: Request) -> Response:
     if forced is not None and forced not in rt.variants:
         raise _reject(rt, 400, f"X-ABX-Variant: unknown variant {forced!r} "
                                f"(have {sorted(rt.variants)})")
+    admit(rt, len(instances) * (len(rt.variants) if rt.shadow else 1))
     rows: list[tuple[str, Mapping[str, Any]]] = [(i.unit_id, i.features) for i in instances]
     batcher = request.app.state.batcher
     if rt.has_remote:
@@ -113,6 +125,7 @@ async def feedback(request: Request) -> Response:
     rt = get_router(request)
     fb = parse(FeedbackRequest, await read_body(request, rt.cfg.serving.max_body_bytes),
                rt, "feedback")
+    admit(rt, 1)
     rt.writer.put("feedback", {"experiment_id": rt.exp_id, "ts": time.time(),
                                "request_id": fb.request_id, "unit_id": fb.unit_id,
                                "outcome": fb.outcome, "reward": fb.reward})

@@ -2,8 +2,9 @@
 
 Startup opens the prediction store and its background writer, then loads the variants in a
 thread (``/readyz`` turns 200 when every one is loaded). Shutdown, which uvicorn runs after
-in-flight requests finished, drains the shadow queue and flushes the writer, so the store holds a
-row for every answered request.
+in-flight requests finished, drains the shadow queue and flushes the writer within the budget of
+``serving.shutdown_grace_s`` (``shutdown_budget``), so the store (or, past the deadline, the spool)
+holds a row for every answered request.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
@@ -21,6 +23,7 @@ from pipeline_components.serving.admin import admin
 from pipeline_components.serving.api import router as api_router
 from pipeline_components.serving.batcher import MicroBatcher
 from pipeline_components.serving.router import Router
+from pipeline_components.serving.spool import Spool
 from pipeline_components.serving.variants import default_variants
 from pipeline_components.serving.writer import BatchWriter
 from pipeline_components.store import make_engine
@@ -31,6 +34,18 @@ log = logging.getLogger("abx.serving")
 def admin_token(cfg: Config) -> str | None:
     """serving.admin_token, else the ABX_ADMIN_TOKEN environment variable (None: admin off)."""
     return cfg.serving.admin_token or os.environ.get("ABX_ADMIN_TOKEN") or None
+
+
+def shutdown_budget(grace_s: float) -> tuple[int, float]:
+    """Split the backend's SIGTERM->SIGKILL grace: (s for in-flight requests, s for the drain).
+
+    uvicorn first waits for in-flight requests (up to a third of the grace), then the lifespan
+    drains the shadow queue and the log writer in what is left minus 1 s of slack, so the whole
+    shutdown ends before the backend's SIGKILL (``LocalBackend.stop`` waits ``grace_s``). Rows
+    the drain cannot write in time go to the spool, not to /dev/null.
+    """
+    requests = max(1, int(grace_s // 3))
+    return requests, max(0.5, grace_s - requests - 1.0)
 
 
 def _limit_threads() -> None:
@@ -61,7 +76,9 @@ def create_app(cfg: Config, variants: Mapping[str, str] | None = None) -> FastAP
 
             mlflow.set_tracking_uri(cfg.tracking_uri)
         s = cfg.serving
-        writer = BatchWriter(make_engine(cfg.store_url), s.flush_interval_s, s.flush_max_rows)
+        spool = Spool.open(cfg.spool_dir, fsync=s.wal_fsync)
+        writer = BatchWriter(make_engine(cfg.store_url), s.flush_interval_s, s.flush_max_rows,
+                             s.writer_max_pending, spool=spool, durable=s.durable)
         rt = Router(cfg, uris, writer.start())
         app.state.router = rt
         app.state.batcher = MicroBatcher(rt, s.max_batch) if s.micro_batch else None
@@ -69,9 +86,10 @@ def create_app(cfg: Config, variants: Mapping[str, str] | None = None) -> FastAP
         try:
             yield
         finally:
+            deadline = time.monotonic() + shutdown_budget(s.shutdown_grace_s)[1]
             if app.state.batcher is not None:
                 await app.state.batcher.close()
-            rt.close()
+            rt.close(deadline)
             log.info("router stopped; rows written: %s", writer.written)
 
     app = FastAPI(title="abx router", version="1", lifespan=lifespan)

@@ -86,9 +86,11 @@ class Router:
         if self.shadow:
             self.shadow_scorer.start()
 
-    def close(self) -> None:
-        self.shadow_scorer.close()
-        self.writer.close()
+    def close(self, deadline: float | None = None) -> None:
+        """Drain the shadow queue, then the writer, both before ``deadline`` (monotonic)."""
+        deadline = time.monotonic() + 30.0 if deadline is None else deadline
+        self.shadow_scorer.close(max(0.0, (deadline - time.monotonic()) / 2))
+        self.writer.close(max(0.0, deadline - time.monotonic()))
 
     # ------------------------------------------------------------------ scoring
     def assign(self, unit_id: str, forced: str | None) -> str:
@@ -254,4 +256,7 @@ class Router:
             "counts": {k: dict(v) for k, v in self.counts.items()},
             "rows_written": dict(self.writer.written),
             "pending_rows": self.writer.pending(),
+            "writer": {"dead_letters": self.writer.dead_lettered, "replayed": self.writer.replayed,
+                       "failures": self.writer.failures, "durable": self.writer.durable,
+                       "max_pending": self.writer.max_pending},
         }

@@ -3,8 +3,8 @@ restart, shadow mode, the guardrail breaker on an injected failing challenger, P
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,7 +13,14 @@ import pytest
 from pipeline_components.config import Config
 from pipeline_components.deploy import LocalBackend, RouterClient
 from pipeline_components.serving.testing import TEST_TOKEN, send_load
-from pipeline_components.store import count_rows, events, make_engine, predictions, read_frame
+from pipeline_components.store import (
+    count_rows,
+    dead_letters,
+    events,
+    make_engine,
+    predictions,
+    read_frame,
+)
 
 AUTH = {"Authorization": f"Bearer {TEST_TOKEN}"}
 RAMP = {300: 0.25, 800: 0.5, 1300: 0.1, 1800: 0.5}  # request index -> challenger share
@@ -143,21 +150,29 @@ def test_breaker_trips_on_failing_challenger_and_falls_back(
 
 
 @pytest.mark.postgres
-def test_postgres_store(make_cfg: Callable[..., Config], rows: list[dict[str, Any]]) -> None:
-    url = "postgresql://postgres@127.0.0.1:5432/test"
-    try:
-        make_engine(url)
-    except Exception as exc:  # the services script did not bring PostgreSQL up
-        pytest.skip(f"PostgreSQL not reachable: {exc}")
-    exp = f"pg-{uuid.uuid4().hex[:8]}"
-    cfg = make_cfg({"serving.store_url": url, "experiment.id": exp})
+def test_postgres_store_with_a_poison_row(
+    make_cfg: Callable[..., Config], rows: list[dict[str, Any]], pg_url: str
+) -> None:
+    # A unit id with a NUL byte is valid JSON but PostgreSQL text refuses it: the row goes to
+    # dead_letters with the reason, every other answered request is stored.
+    cfg = make_cfg({"serving.store_url": pg_url, "experiment.id": "pg-exp"})
     backend = LocalBackend()
     dep = backend.start(cfg)
     try:
-        answers = send_load(dep.url, _bodies(rows, 300, "pg"), concurrency=8)
+        answers = send_load(dep.url, _bodies(rows, 150, "pg"), concurrency=8)
+        poison = httpx.post(f"{dep.url}/predict",
+                            json={"unit_id": "bad\u0000id", "features": rows[0]})
+        answers += send_load(dep.url, _bodies(rows, 150, "pg2"), concurrency=8)
         with RouterClient(dep.url, TEST_TOKEN) as c:
             c.feedback(1.0, request_id=answers[0].json()["request_id"])
     finally:
         backend.stop(dep)
-    assert all(a.status_code == 200 for a in answers)
-    assert count_rows(make_engine(url), predictions, exp) == 300
+    assert poison.status_code == 200 and all(a.status_code == 200 for a in answers)
+    engine = make_engine(pg_url)
+    assert count_rows(engine, predictions, "pg-exp") == 300
+    dead = read_frame(engine, dead_letters, "pg-exp")
+    assert len(dead) == 1 and "NUL" in dead.iloc[0]["reason"]
+    assert poison.json()["request_id"] in dead.iloc[0]["payload"]
+    log = Path(dep.log_path).read_text()
+    assert "dead_letters" in log and str(rows[0]["x0"]) not in log  # no features in the log
+    engine.dispose()
