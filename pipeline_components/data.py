@@ -24,6 +24,7 @@ import pandas as pd
 
 from pipeline_components.config import Config
 from pipeline_components.errors import DataError
+from pipeline_components.fileio import atomic_path
 
 TRUE_PROB_COLUMN = "p_true"
 READABLE_SUFFIXES = (".csv", ".parquet", ".pq")
@@ -199,10 +200,8 @@ def file_hash(path: str | Path) -> str:
 def write_table(df: pd.DataFrame, path: str | Path) -> Path:
     """Write Parquet atomically (tmp file + rename), so a crash never leaves half a file."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    df.to_parquet(tmp, index=False)
-    tmp.replace(p)
+    with atomic_path(p) as tmp:
+        df.to_parquet(tmp, index=False)
     return p
 
 

@@ -31,6 +31,7 @@ from pipeline_components.data import (
     write_table,
 )
 from pipeline_components.errors import DataError
+from pipeline_components.fileio import write_json
 
 SplitName = Literal["train", "validation", "holdout"]
 SPLITS: tuple[SplitName, ...] = ("train", "validation", "holdout")
@@ -158,9 +159,7 @@ def run_features(cfg: Config, raw_path: str | Path | None = None) -> dict[str, A
         },
         "holdout_drift": cfg.data.synthetic.drift if cfg.data.source == "synthetic" else 0.0,
     }
-    tmp = out_dir / (META_FILE + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    tmp.replace(out_dir / META_FILE)
+    write_json(out_dir / META_FILE, meta)
     return {"out_dir": str(out_dir), "rows": meta["rows"], "data_version": meta["data_version"],
             "meta": str(out_dir / META_FILE)}
 

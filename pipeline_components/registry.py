@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline_components.config import Config
 from pipeline_components.errors import RegistryError
+from pipeline_components.fileio import write_json
 from pipeline_components.tracking import configure_mlflow, experiment_id, with_retries
 
 if TYPE_CHECKING:
@@ -117,13 +118,6 @@ def load_model_uri(cfg: Config, alias: str) -> str:
     return f"models:/{cfg.registry.model_name}@{alias}"
 
 
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
-
-
 def _create_version(client: MlflowClient, cfg: Config, results: list[dict] | None) -> str:
     import mlflow
 
@@ -175,7 +169,7 @@ def register_best(cfg: Config, results: list[dict[str, Any]] | None = None) -> d
         "champion_version": _alias(client, name, CHAMPION), "reused": existing is not None,
         "experiment_id": cfg.experiment.id, "tags": dict(mv.tags),
     }
-    _write_json(cfg.experiment_dir / "registry.json", result)
+    write_json(cfg.experiment_dir / "registry.json", result)
     return result
 
 
@@ -265,5 +259,5 @@ def offline_gate(cfg: Config) -> dict[str, Any]:
         res.update(challenger_score=chal, champion_score=champ,
                    **gate_verdict(metric, chal, champ, cfg.registry.gate_margin))
     _record_gate(client, cfg, version, res)
-    _write_json(cfg.experiment_dir / "gate.json", res)
+    write_json(cfg.experiment_dir / "gate.json", res)
     return res

@@ -10,7 +10,6 @@ great_expectations takes seconds to import, so it is imported inside the functio
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import pandas as pd
 from pipeline_components.config import Config
 from pipeline_components.data import categorical_columns, numeric_columns, read_table
 from pipeline_components.errors import DataError, DataValidationError
+from pipeline_components.fileio import write_json
 
 Spec = tuple[str, dict[str, Any]]
 NUMERIC_TYPES = [
@@ -139,13 +139,6 @@ def describe_failure(res: dict[str, Any], df: pd.DataFrame, roles: dict[str, str
     return line
 
 
-def _write_report(report: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    tmp.replace(path)
-
-
 def default_path(cfg: Config) -> Path:
     """What ``abx validate`` checks by default: the user's file, else the raw table."""
     if cfg.data.source == "file" and cfg.data.path is not None:
@@ -174,15 +167,15 @@ def run_validate(cfg: Config, path: str | Path | None = None) -> dict[str, Any]:
             raise DataError(f"{target}: file not found; run `abx data` first")
         df = read_table(target)
     except DataError as exc:
-        _write_report({"success": False, "path": str(target), "error": str(exc)}, report_path)
+        write_json(report_path, {"success": False, "path": str(target), "error": str(exc)})
         raise
     result = run_suite(build_specs(cfg, df), df)
     roles = required_columns(cfg)
     failed = [r for r in result["results"] if not r["success"]]
     failures = [describe_failure(r, df, roles) for r in failed]
     stats = result.get("statistics", {})
-    _write_report({"success": not failed, "path": str(target), "rows": len(df),
-                   "statistics": stats, "failures": failures, "gx_result": result}, report_path)
+    write_json(report_path, {"success": not failed, "path": str(target), "rows": len(df),
+                             "statistics": stats, "failures": failures, "gx_result": result})
     if failed:
         head = (f"{target}: data validation failed, {len(failed)} of "
                 f"{stats.get('evaluated_expectations')} expectations (result: {report_path})")

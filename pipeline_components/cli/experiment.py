@@ -16,6 +16,7 @@ import typer
 
 from pipeline_components.cli._app import ParamsOpt, SetOpt, app, load
 from pipeline_components.config import parse_overrides
+from pipeline_components.fileio import write_json
 
 UrlOpt = Annotated[str | None, typer.Option("--url", help="Router URL (default: deployed one).")]
 
@@ -197,6 +198,5 @@ def receipt_cmd(
                           f"{stage!r} of experiment {cfg.experiment.id!r}")
     payload = {f.stem: json.loads(f.read_text()) for f in files}
     target = out_dir / cfg.experiment.id / f"{stage}.json"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+    write_json(target, payload)
     typer.echo(f"receipt: {target}")

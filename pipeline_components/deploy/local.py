@@ -22,6 +22,7 @@ import yaml
 from pipeline_components.config import Config
 from pipeline_components.deploy.base import Deployment, DeploymentBackend
 from pipeline_components.errors import DeploymentError
+from pipeline_components.fileio import write_json
 
 _ENTRY = "from pipeline_components.cli import main; main()"
 
@@ -90,7 +91,7 @@ class LocalBackend(DeploymentBackend):
                          host=host, log_path=str(log_path), started_at=time.time(),
                          grace_s=cfg.serving.shutdown_grace_s)
         (rdir / "router.pid").write_text(str(proc.pid))
-        (rdir / "state.json").write_text(json.dumps(dep.to_dict(), indent=2))
+        write_json(rdir / "state.json", dep.to_dict())
         try:
             self.health_wait(dep, timeout_s)
         except DeploymentError:

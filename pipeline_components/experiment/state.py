@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_components.config import Config
+from pipeline_components.fileio import write_json
 
 
 def state_path(cfg: Config, name: str) -> Path:
@@ -24,12 +25,7 @@ def state_path(cfg: Config, name: str) -> Path:
 
 def write_state(cfg: Config, name: str, payload: Mapping[str, Any]) -> Path:
     """Write ``<experiment_dir>/<name>.json`` atomically; returns its path."""
-    path = state_path(cfg, name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
-    tmp.replace(path)
-    return path
+    return write_json(state_path(cfg, name), payload)
 
 
 def read_state(cfg: Config, name: str) -> dict[str, Any] | None:

@@ -23,6 +23,7 @@ import optuna
 
 from pipeline_components.config import Config
 from pipeline_components.errors import AbxError
+from pipeline_components.fileio import write_json
 from pipeline_components.tracking import configure_mlflow, experiment_id
 from pipeline_components.training import families, mlflow_runs
 from pipeline_components.training import study as st
@@ -94,11 +95,7 @@ def run_workers(cfg: Config, family: str, storage_url: str, on_progress: Progres
 
 
 def _write_result(cfg: Config, family: str, result: dict[str, Any]) -> None:
-    path = result_path(cfg, family)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+    write_json(result_path(cfg, family), result)
 
 
 def _summary(study: optuna.Study) -> dict[str, int]:
