@@ -19,6 +19,7 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline_components.aliases import CHALLENGER, CHAMPION
 from pipeline_components.config import Config
 from pipeline_components.errors import RegistryError
 from pipeline_components.fileio import write_json
@@ -27,8 +28,6 @@ from pipeline_components.tracking import configure_mlflow, experiment_id, with_r
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
-
-CHAMPION, CHALLENGER = "champion", "challenger"
 
 
 def git_commit() -> str:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from statsmodels.stats.multitest import multipletests
 
+from pipeline_components.aliases import CHAMPION
 from pipeline_components.analysis import codes
 from pipeline_components.analysis.cuped import CupedResult, cuped
 from pipeline_components.analysis.decision import Comparison
@@ -18,7 +19,7 @@ from pipeline_components.analysis.sequential import msprt_test
 from pipeline_components.analysis.summaries import RegressionSummary, SampleMean
 from pipeline_components.config import Config
 
-CONTROL = "champion"
+CONTROL = CHAMPION  # the control arm of every comparison
 
 
 def attach_covariate(

@@ -26,10 +26,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pipeline_components.aliases import CHALLENGER, CHAMPION
 from pipeline_components.config import Config
 from pipeline_components.errors import ExperimentLockedError, RegistryError
-
-CHAMPION, CHALLENGER = "champion", "challenger"
 
 
 def _now_iso() -> str:

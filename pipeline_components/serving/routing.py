@@ -14,7 +14,8 @@ from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-CHAMPION = "champion"
+from pipeline_components.aliases import CHAMPION
+
 _SCALE = float(1 << 64)
 
 
