@@ -10,6 +10,7 @@ anything else keeps collecting.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -100,6 +101,30 @@ class Decision:
 
     def codes(self) -> list[str]:
         return [r.code for r in self.reasons]
+
+
+def reason_dicts(reasons: Iterable[Any] | None) -> list[dict[str, Any]]:
+    """Reasons in any stored form as ``{"code", "message", "blocking"[, "variant"]}`` dicts.
+
+    A decision's reasons reach the canary, the registry tags and the report as ``Reason``
+    objects, JSON dicts (state files, XCom) or ``[code, message, blocking]`` lists (older state
+    files); bare text becomes a non-blocking ``NOTE``. One reading for every consumer.
+    """
+    out: list[dict[str, Any]] = []
+    for r in reasons or []:
+        if isinstance(r, Reason):
+            r = to_plain(r)
+        if isinstance(r, Mapping):
+            d = {"code": str(r.get("code")), "message": str(r.get("message")),
+                 "blocking": bool(r.get("blocking"))}
+            if r.get("variant") is not None:
+                d["variant"] = str(r["variant"])
+        elif isinstance(r, list | tuple) and len(r) >= 2:
+            d = {"code": str(r[0]), "message": str(r[1]), "blocking": bool(r[2:3] and r[2])}
+        else:
+            d = {"code": "NOTE", "message": str(r), "blocking": False}
+        out.append(d)
+    return out
 
 
 def variant_verdict(reasons: list[Reason], variant: str) -> Action:

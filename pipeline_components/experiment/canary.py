@@ -21,6 +21,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from pipeline_components.analysis.decision import reason_dicts
 from pipeline_components.config import Config
 from pipeline_components.errors import DeploymentError
 from pipeline_components.experiment.simulate import (
@@ -83,7 +84,7 @@ def final_decision(
     ended without a confident result keeps the champion.
     """
     base = dict(decision or {"action": "continue", "reasons": []})
-    reasons = [_reason_dict(r) for r in base.get("reasons", [])]
+    reasons = reason_dicts(base.get("reasons"))
     if breaker.get("tripped"):
         msg = f"router breaker tripped: {breaker.get('reason') or 'challenger unhealthy'}"
         return {**base, "action": "rollback", "reasons": [_r(BREAKER, msg, True), *reasons]}
@@ -99,14 +100,6 @@ def final_decision(
 
 def _r(code: str, message: str, blocking: bool) -> dict[str, Any]:
     return {"code": code, "message": message, "blocking": blocking}
-
-
-def _reason_dict(r: Any) -> dict[str, Any]:
-    if isinstance(r, Mapping):
-        return dict(r)
-    if isinstance(r, list | tuple) and len(r) >= 3:
-        return _r(str(r[0]), str(r[1]), bool(r[2]))
-    return _r("NOTE", str(r), False)
 
 
 def analysis_inputs(cfg: Config) -> dict[str, Any]:

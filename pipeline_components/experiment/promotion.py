@@ -22,7 +22,7 @@ import errno
 import fcntl
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,14 +86,9 @@ def _alias(client: Any, name: str, alias: str) -> str | None:
 
 
 def _reasons_text(reasons: Sequence[Any]) -> str:
-    parts = []
-    for r in reasons:
-        if isinstance(r, Mapping):
-            parts.append(f"{r.get('code')}: {r.get('message')}")
-        elif isinstance(r, list | tuple) and len(r) >= 2:
-            parts.append(f"{r[0]}: {r[1]}")
-        else:
-            parts.append(str(r))
+    from pipeline_components.analysis.decision import reason_dicts
+
+    parts = [f"{r['code']}: {r['message']}" for r in reason_dicts(reasons)]
     return "; ".join(parts)[:4900]  # MLflow tag values are capped at 5000 chars
 
 

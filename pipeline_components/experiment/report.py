@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from pipeline_components.analysis.decision import reason_dicts
 from pipeline_components.config import Config
 from pipeline_components.experiment import plots
 from pipeline_components.experiment.state import read_state, write_state
@@ -68,17 +69,6 @@ def _num(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
-def _reasons(decision: Mapping[str, Any]) -> list[dict[str, Any]]:
-    out = []
-    for r in decision.get("reasons", []) or []:
-        if isinstance(r, Mapping):
-            out.append({"code": r.get("code"), "message": r.get("message"),
-                        "blocking": bool(r.get("blocking"))})
-        elif isinstance(r, list | tuple) and len(r) >= 2:
-            out.append({"code": r[0], "message": r[1], "blocking": bool(r[2:3] and r[2])})
-    return out
-
-
 def summary(cfg: Config) -> dict[str, Any]:
     """Everything the report shows, from the stored step results (pure reads)."""
     gate = read_state(cfg, "gate") or {}
@@ -90,11 +80,11 @@ def summary(cfg: Config) -> dict[str, Any]:
     if outcome.get("action") == "none" and gate.get("bootstrap"):
         after = gate.get("challenger")
     action = decision.get("action") or outcome.get("action") or "none"
+    gate_reason = [{"code": "GATE", "message": gate.get("reason"), "blocking": True}] * bool(gate)
     return {"experiment_id": cfg.experiment.id, "model": cfg.registry.model_name,
             "challenger": gate.get("challenger"), "champion_before": before,
             "champion_after": after, "action": action, "gate": gate,
-            "reasons": _reasons(decision) or ([{"code": "GATE", "message": gate.get("reason"),
-                                                "blocking": True}] if gate else []),
+            "reasons": reason_dicts(decision.get("reasons")) or gate_reason,
             "steps": canary.get("steps", []), "stopped": canary.get("stopped"),
             "decision": decision}
 

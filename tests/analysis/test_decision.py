@@ -197,3 +197,26 @@ def test_unit_level_feedback_is_credited_to_the_units_variant(cfg_with: CfgWith)
     for v in ("champion", "challenger"):
         assert d.metrics[v].primary_mean == pytest.approx(by_request.metrics[v].primary_mean)
         assert d.metrics[v].units_with_feedback == by_request.metrics[v].units_with_feedback
+
+
+def test_reason_dicts_reads_every_stored_form() -> None:
+    # Reasons reach the canary, the registry tags and the report in all of these shapes.
+    from pipeline_components.analysis.decision import Reason, reason_dicts
+
+    got = reason_dicts([
+        Reason("SRM", "ratio off", True),
+        {"code": "EFFECT_POSITIVE", "message": "better", "blocking": False,
+         "variant": "challenger"},
+        ["DRIFT", "x0 moved", 1],
+        ("NOTE_ONLY", "two fields"),
+        "free text",
+    ])
+    assert got == [
+        {"code": "SRM", "message": "ratio off", "blocking": True},
+        {"code": "EFFECT_POSITIVE", "message": "better", "blocking": False,
+         "variant": "challenger"},
+        {"code": "DRIFT", "message": "x0 moved", "blocking": True},
+        {"code": "NOTE_ONLY", "message": "two fields", "blocking": False},
+        {"code": "NOTE", "message": "free text", "blocking": False},
+    ]
+    assert reason_dicts(None) == []
