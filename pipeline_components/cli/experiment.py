@@ -109,11 +109,11 @@ def decide_cmd(
 
 
 def _alive(conf: dict[str, Any]) -> bool:
-    from pipeline_components.experiment.cleanup import backend_for
+    from pipeline_components.deploy import get_backend
     from pipeline_components.experiment.config import config_for
 
     cfg = config_for(conf)
-    return bool(backend_for(cfg).find(cfg.experiment.id, cfg))
+    return bool(get_backend(cfg.serving.backend).find(cfg.experiment.id, cfg))
 
 
 @app.command("promote")

@@ -10,9 +10,21 @@ __all__ = ["Deployment", "DeploymentBackend", "LocalBackend", "RouterClient", "g
 
 
 def get_backend(name: str) -> DeploymentBackend:
-    """The backend named by ``serving.backend``."""
-    if name == "local":
-        return LocalBackend()
+    """The deployment backend named by ``serving.backend`` (the one factory every caller uses).
+
+    Raises:
+        DeploymentError: an unknown name, or the docker backend cannot be imported here.
+    """
     from pipeline_components.errors import DeploymentError
 
-    raise DeploymentError(f"serving.backend: {name!r} is not available yet (have: local)")
+    if name == "local":
+        return LocalBackend()
+    if name == "docker":
+        try:
+            from pipeline_components.deploy.docker import DockerBackend
+        except ImportError as exc:
+            raise DeploymentError("serving.backend is 'docker' but the docker backend "
+                                  f"(pipeline_components.deploy.docker) is not available: {exc}"
+                                  ) from exc
+        return DockerBackend()
+    raise DeploymentError(f"serving.backend: unknown backend {name!r} (have: local, docker)")

@@ -13,30 +13,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipeline_components.config import Config
-from pipeline_components.errors import DeploymentError
 from pipeline_components.experiment.state import read_state, write_state
-
-
-def backend_for(cfg: Config) -> Any:
-    """The deployment backend named by ``serving.backend``."""
-    if cfg.serving.backend == "docker":
-        try:
-            from pipeline_components.deploy.docker import DockerBackend
-        except ImportError as exc:
-            raise DeploymentError("serving.backend is 'docker' but the docker backend "
-                                  f"(pipeline_components.deploy.docker) is not available: {exc}"
-                                  ) from exc
-        return DockerBackend()
-    from pipeline_components.deploy.local import LocalBackend
-
-    return LocalBackend()
 
 
 def cleanup(cfg: Config, deployment: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Stop every router of ``cfg.experiment.id``; idempotent. Returns what was stopped."""
-    from pipeline_components.deploy.base import Deployment
+    from pipeline_components.deploy import Deployment, get_backend
 
-    backend = backend_for(cfg)
+    backend = get_backend(cfg.serving.backend)
     found = list(backend.find(cfg.experiment.id, cfg))
     recorded = deployment or read_state(cfg, "deployment")
     if recorded and recorded.get("url"):

@@ -127,12 +127,12 @@ def no_canary(conf: Conf, gate_result: Mapping[str, Any]) -> dict[str, Any]:
 @announced
 def deploy(conf: Conf) -> dict[str, Any]:
     """Start the router (champion + challenger); reuse this experiment's live router on retry."""
-    from pipeline_components.experiment.cleanup import backend_for
+    from pipeline_components.deploy import get_backend
     from pipeline_components.experiment.state import admin_token
 
     cfg = config_for(conf)
     admin_token(cfg, create=True)
-    backend = backend_for(cfg)
+    backend = get_backend(cfg.serving.backend)
     live = backend.find(cfg.experiment.id, cfg)
     dep = live[0] if live else backend.start(cfg)
     out = dep.to_dict()

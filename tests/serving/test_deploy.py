@@ -13,6 +13,14 @@ from pipeline_components.errors import DeploymentError
 from pipeline_components.serving.testing import TEST_TOKEN, ThreadServer
 
 
+def test_one_backend_factory_names_what_it_has() -> None:
+    from pipeline_components.deploy import get_backend
+
+    assert isinstance(get_backend("local"), LocalBackend)
+    with pytest.raises(DeploymentError, match=r"unknown backend 'k8s' \(have: local, docker\)"):
+        get_backend("k8s")
+
+
 def test_start_fails_fast_naming_a_missing_alias(make_cfg: Callable[..., Config]) -> None:
     cfg = make_cfg({"experiment.id": "bad-alias"})
     backend = LocalBackend()
