@@ -7,12 +7,13 @@ Both files are logged to MLflow (a run named ``report-<experiment id>``) and the
 
 from __future__ import annotations
 
-import html
+import functools
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import pandas as pd
 
 from pipeline_components.analysis.decision import reason_dicts
@@ -89,41 +90,24 @@ def summary(cfg: Config) -> dict[str, Any]:
             "decision": decision}
 
 
+@functools.cache
+def _templates() -> jinja2.Environment:
+    """The report templates (``experiment/templates``): HTML autoescaped, Markdown verbatim."""
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("pipeline_components.experiment", "templates"),
+        autoescape=jinja2.select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+
+
 def markdown(s: Mapping[str, Any], per_variant: pd.DataFrame) -> str:
-    lines = [f"# abx experiment `{s['experiment_id']}`", "",
-             f"- model: `{s['model']}`, challenger: v{s['challenger']}",
-             f"- champion before: v{s['champion_before']}, after: v{s['champion_after']}",
-             f"- decision: **{s['action']}** (canary stopped: {s['stopped'] or 'n/a'}, "
-             f"{len(s['steps'])} look(s))", "", "## Reasons", ""]
-    lines += [f"- `{r['code']}`{' (blocking)' if r['blocking'] else ''}: {r['message']}"
-              for r in s["reasons"]] or ["- none"]
-    if not per_variant.empty:
-        lines += ["", "## Per variant (served, labelled requests)", "",
-                  "| variant | users | mean reward |", "|---|---|---|"]
-        lines += [f"| {v} | {int(r['n'])} | {r['mean']:.4f} |" for v, r in per_variant.iterrows()]
-    return "\n".join(lines) + "\n"
+    """The Markdown summary (``templates/summary.md``)."""
+    rows = [(str(v), int(r["n"]), float(r["mean"])) for v, r in per_variant.iterrows()]
+    return _templates().get_template("summary.md").render(s=s, per_variant=rows)
 
 
 def html_page(s: Mapping[str, Any], md_text: str, figures: Mapping[str, str | None]) -> str:
-    esc = html.escape
-    rows = "".join(
-        f"<tr><td><code>{esc(str(r['code']))}</code></td><td>{'yes' if r['blocking'] else ''}"
-        f"</td><td>{esc(str(r['message']))}</td></tr>" for r in s["reasons"])
-    figs = "".join(
-        f"<h2>{esc(title)}</h2>" + (f'<img alt="{esc(title)}" src="{uri}">' if uri
-                                    else "<p><em>no data</em></p>")
-        for title, uri in figures.items())
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'>"
-        f"<title>abx {esc(s['experiment_id'])}</title><style>body{{font-family:sans-serif;"
-        "max-width:60em;margin:2em auto}}td,th{border:1px solid #ccc;padding:4px}"
-        "table{border-collapse:collapse}img{max-width:100%}</style></head><body>"
-        f"<h1>Experiment {esc(s['experiment_id'])}: <u>{esc(str(s['action']))}</u></h1>"
-        f"<p>Model <code>{esc(s['model'])}</code>: champion v{esc(str(s['champion_before']))}"
-        f" &rarr; v{esc(str(s['champion_after']))}; challenger v{esc(str(s['challenger']))}.</p>"
-        f"<h2>Decision and reasons</h2><table><tr><th>code</th><th>blocking</th><th>message"
-        f"</th></tr>{rows}</table>{figs}<h2>Summary</h2><pre>{esc(md_text)}</pre>"
-        "</body></html>")
+    """The HTML report (``templates/report.html``); every value is escaped by the template."""
+    return _templates().get_template("report.html").render(s=s, md_text=md_text, figures=figures)
 
 
 def build_report(cfg: Config, *, log_to_mlflow: bool = True) -> dict[str, Any]:
