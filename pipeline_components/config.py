@@ -144,8 +144,6 @@ class ServingConfig(_Section):
     # Coalesce concurrent /predict calls into one model call per variant (serving/batcher.py).
     micro_batch: bool = True
     backend: Literal["local", "docker"] = "local"
-    # Fault injection for demos and tests: share of challenger calls that raise.
-    challenger_failure_rate: float = Field(0.0, ge=0.0, le=1.0)
     guardrails: GuardrailConfig = GuardrailConfig()
 
     @field_validator("weights")
@@ -166,7 +164,6 @@ class CanaryConfig(_Section):
     max_duration_s: float = Field(600.0, gt=0.0)
     lock_timeout_s: float = Field(60.0, ge=0.0)  # wait for the registry alias lock, then fail
     flush_wait_s: float = Field(10.0, ge=0.0)  # wait for the router's log writer before analysing
-    inject_failure: bool = False  # fault injection (tests/demos): the canary task raises
     extra_looks: int = Field(2, ge=0, le=100)  # more looks at the last step while inconclusive
 
     @field_validator("steps")
@@ -218,6 +215,13 @@ class SimulatorConfig(_Section):
     timeout_s: float = Field(10.0, gt=0.0)  # per HTTP request
 
 
+class FaultsConfig(_Section):
+    """Fault injection for tests and demos only (read through pipeline_components.faults)."""
+
+    challenger_failure_rate: float = Field(0.0, ge=0.0, le=1.0)
+    fail_canary: bool = False
+
+
 class ReportConfig(_Section):
     out_dir: Path = Path("reports")
 
@@ -235,6 +239,7 @@ class Config(_Section):
     analysis: AnalysisConfig = AnalysisConfig()
     simulator: SimulatorConfig = SimulatorConfig()
     report: ReportConfig = ReportConfig()
+    faults: FaultsConfig = FaultsConfig()
 
     # ------------------------------------------------------------------ derived locations
     @property

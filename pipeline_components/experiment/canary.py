@@ -23,7 +23,6 @@ from typing import Any
 
 from pipeline_components.analysis.decision import reason_dicts
 from pipeline_components.config import Config
-from pipeline_components.errors import DeploymentError
 from pipeline_components.experiment.simulate import (
     load_users,
     requests_for_step,
@@ -31,14 +30,11 @@ from pipeline_components.experiment.simulate import (
     take,
 )
 from pipeline_components.experiment.state import admin_token, read_state, write_state
+from pipeline_components.faults import canary_fault
 
 BREAKER = "BREAKER"
 INCONCLUSIVE = "INCONCLUSIVE_AT_END"
 BUDGET = "TIME_BUDGET"
-
-
-class InjectedFailure(DeploymentError):
-    """Raised on purpose (``canary.inject_failure``) to exercise the teardown path."""
 
 
 def ramp(cfg: Config) -> list[float]:
@@ -138,8 +134,7 @@ def run_canary(cfg: Config, deployment: Mapping[str, Any], *, progress: bool = T
     saved = read_state(cfg, "canary") or {}
     if saved.get("finished"):
         return saved
-    if cfg.canary.inject_failure:
-        raise InjectedFailure("canary.inject_failure is true: failing after deploy on purpose")
+    canary_fault(cfg)
     from pipeline_components.deploy.client import RouterClient
 
     url = str(deployment["url"])

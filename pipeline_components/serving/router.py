@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import threading
 import time
 from collections import Counter, defaultdict
@@ -18,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipeline_components.config import Config
+from pipeline_components.faults import variant_fault
 from pipeline_components.serving.breaker import Breaker, Trip
 from pipeline_components.serving.metrics import Metrics
 from pipeline_components.serving.routing import CHAMPION, RoutingTable, bucket
@@ -26,10 +26,6 @@ from pipeline_components.serving.variants import Variant, load_variant
 from pipeline_components.serving.writer import BatchWriter
 
 log = logging.getLogger("abx.serving")
-
-
-class InjectedFailure(RuntimeError):
-    """Raised by fault injection (serving.challenger_failure_rate) in place of a challenger call."""
 
 
 class Router:
@@ -51,8 +47,7 @@ class Router:
         self.names: frozenset[str] = frozenset()
         self.categorical: frozenset[str] = frozenset()
         self.has_remote = False
-        self._rng = random.Random(cfg.experiment.seed)
-        self._fail_rate = cfg.serving.challenger_failure_rate
+        self._fault = variant_fault(cfg)  # None unless tests/demos turn faults on
         self._admin_lock = threading.Lock()
         self.counts: dict[str, Counter[str]] = defaultdict(Counter)
         weights = {n: w for n, w in cfg.serving.weights.items() if n in variants}
@@ -103,8 +98,8 @@ class Router:
     def call(self, variant: Variant, feats: list[Mapping[str, Any]]) -> tuple[list[float], float]:
         """Score one group on one variant; returns (predictions, latency ms). May raise."""
         t0 = time.perf_counter()
-        if variant.name != CHAMPION and self._fail_rate and self._rng.random() < self._fail_rate:
-            raise InjectedFailure(f"injected failure of variant {variant.name!r}")
+        if self._fault is not None:
+            self._fault(variant.name)
         out = variant.predict(feats).tolist()
         return out, (time.perf_counter() - t0) * 1000.0
 

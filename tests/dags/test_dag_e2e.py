@@ -6,7 +6,7 @@ under a tmp folder are shared by the scenarios, in order, like successive nightl
 1. bootstrap: a deliberately weak model (logistic regression with C=1e-4 and balanced class
    weights: ~0.69 decision accuracy on this data) becomes the first champion;
 2. a truly better challenger (tuned logistic regression, ~0.80 accuracy) is canaried and promoted;
-3. a failing challenger (serving.challenger_failure_rate=1.0) trips the breaker and is rolled back,
+3. a failing challenger (faults.challenger_failure_rate=1.0) trips the breaker and is rolled back,
    the champion alias unchanged;
 4. an injected failure after deploy: the DAG run fails, the teardown still stops the router;
 5. re-running finished tasks changes nothing.
@@ -100,7 +100,7 @@ def test_3_failing_challenger_is_rolled_back(world: dict[str, Any]) -> None:
 
     champion = alias(world, "champion")
     states = run(world, "e2e-failing", families=["logreg"], n_trials=2,
-                 overrides={"serving.challenger_failure_rate": 1.0, "registry.gate_margin": -1.0})
+                 overrides={"faults.challenger_failure_rate": 1.0, "registry.gate_margin": -1.0})
     assert states["__run__"] == "success", states
     assert states["rollback"] == "success" and states["promote"] == "skipped"
     decision = read_state(cfg_of(world, "e2e-failing"), "decision")
@@ -115,7 +115,7 @@ def test_4_teardown_runs_after_an_injected_failure(world: dict[str, Any]) -> Non
 
     champion = alias(world, "champion")
     states = run(world, "e2e-broken", families=["logreg"], n_trials=1,
-                 overrides={"canary.inject_failure": True, "registry.gate_margin": -1.0})
+                 overrides={"faults.fail_canary": True, "registry.gate_margin": -1.0})
     assert states["__run__"] == "failed", states
     assert states["canary"] == "failed" and states["cleanup"] == "success"
     assert states["report"] == "upstream_failed"

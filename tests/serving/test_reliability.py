@@ -119,7 +119,7 @@ def test_shadow_mode_serves_champion_and_logs_both(
 def test_breaker_trips_on_failing_challenger_and_falls_back(
     make_cfg: Callable[..., Config], rows: list[dict[str, Any]]
 ) -> None:
-    cfg = make_cfg({"serving.challenger_failure_rate": 1.0,
+    cfg = make_cfg({"faults.challenger_failure_rate": 1.0,
                     "serving.weights": {"champion": 0.5, "challenger": 0.5},
                     "serving.guardrails.min_requests": 20})
     backend = LocalBackend()
