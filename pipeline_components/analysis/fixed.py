@@ -66,12 +66,32 @@ def base_result(
 
 
 def unanalysable(control: SampleMean, treatment: SampleMean, min_n: int = 2) -> str | None:
-    """Named reason why two summaries cannot be compared, or None."""
+    """Named reason why two summaries cannot be compared, or None.
+
+    Two constant arms with *different* values (0/100 vs 100/100) are not unanalysable: the
+    pooled variance of ``arm_variances`` measures them.
+    """
     if min(control.n, treatment.n) < min_n:
         return codes.NOT_ENOUGH_DATA
-    if control.variance == 0 and treatment.variance == 0:
+    if control.variance == 0 and treatment.variance == 0 and control.mean == treatment.mean:
         return codes.ZERO_VARIANCE
     return None
+
+
+def arm_variances(control: SampleMean, treatment: SampleMean) -> tuple[float, float]:
+    """Var(mean) per arm (unpooled); the pooled sample's variance when both arms are constant.
+
+    With both arms constant the unpooled variance of the difference is 0 and no test could ever
+    decide; the variance of the two arms pooled (which includes the gap between them) is a
+    conservative stand-in.
+    """
+    v0, v1 = control.variance / control.n, treatment.variance / treatment.n
+    if v0 + v1 > 0:
+        return v0, v1
+    n = control.n + treatment.n
+    gap = control.n * treatment.n / n * (treatment.mean - control.mean) ** 2
+    pooled = gap / (n - 1)
+    return pooled / control.n, pooled / treatment.n
 
 
 def relative_ci(
@@ -98,13 +118,18 @@ def welch_test(
     reason = unanalysable(control, treatment)
     if reason:
         return _replace(res, reason=reason)
-    v0, v1 = control.variance / control.n, treatment.variance / treatment.n
+    v0, v1 = arm_variances(control, treatment)
     var = v0 + v1
-    dof = var**2 / (v1**2 / (treatment.n - 1) + v0**2 / (control.n - 1))
-    t_stat, p = stats.ttest_ind_from_stats(
-        treatment.mean, math.sqrt(treatment.variance), treatment.n,
-        control.mean, math.sqrt(control.variance), control.n, equal_var=False,
-    )
+    if control.variance + treatment.variance > 0:
+        dof = var**2 / (v1**2 / (treatment.n - 1) + v0**2 / (control.n - 1))
+        t_stat, p = stats.ttest_ind_from_stats(
+            treatment.mean, math.sqrt(treatment.variance), treatment.n,
+            control.mean, math.sqrt(control.variance), control.n, equal_var=False,
+        )
+    else:  # two constant arms: the pooled t-test
+        dof = control.n + treatment.n - 2.0
+        t_stat = (treatment.mean - control.mean) / math.sqrt(var)
+        p = 2 * stats.t.sf(abs(t_stat), dof)
     q = float(stats.t.ppf(1 - alpha / 2, dof))
     lift = treatment.mean - control.mean
     hw = q * math.sqrt(var)
@@ -130,12 +155,15 @@ def proportion_test(
     counts = np.array([treatment.sum, control.sum])
     nobs = np.array([treatment.n, control.n])
     z, p = proportions_ztest(counts, nobs)
-    lo, hi = confint_proportions_2indep(
-        treatment.sum, treatment.n, control.sum, control.n, method="wald", compare="diff",
-        alpha=alpha,
-    )
     p0, p1 = control.mean, treatment.mean
     v0, v1 = p0 * (1 - p0) / control.n, p1 * (1 - p1) / treatment.n
+    # Wald, except for two constant arms (0/n vs n/n), where it has zero width: Agresti-Caffo.
+    lo, hi = confint_proportions_2indep(
+        treatment.sum, treatment.n, control.sum, control.n,
+        method="wald" if v0 + v1 > 0 else "agresti-caffo", compare="diff", alpha=alpha,
+    )
+    if v0 + v1 == 0:
+        v0, v1 = arm_variances(control, treatment)
     zq = float(stats.norm.ppf(1 - alpha / 2))
     rel, rel_ci = relative_ci(p0, p1, v0, v1, lambda v: zq * math.sqrt(v))
     return _replace(

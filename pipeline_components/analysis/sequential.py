@@ -24,6 +24,7 @@ import numpy.typing as npt
 from pipeline_components.analysis.fixed import (
     EffectResult,
     _replace,
+    arm_variances,
     base_result,
     relative_ci,
     unanalysable,
@@ -78,7 +79,7 @@ def msprt_test(
     reason = unanalysable(control, treatment)
     if reason:
         return _replace(res, reason=reason)
-    v0, v1 = control.variance / control.n, treatment.variance / treatment.n
+    v0, v1 = arm_variances(control, treatment)
     var = v0 + v1
     lift = treatment.mean - control.mean
     llr = float(log_mixture_lr(lift, var, tau2))

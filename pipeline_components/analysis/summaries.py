@@ -16,16 +16,24 @@ import numpy.typing as npt
 
 @dataclass(frozen=True)
 class SampleMean:
-    """n, sum and sum of squares of one variant's per-unit metric."""
+    """n, sum and sum of squares of one variant's per-unit metric.
+
+    ``centered_ss`` (the sum of squared deviations from the mean), when known, gives the variance
+    without the cancellation of sum_squares - sum^2/n, which loses every digit once the mean is
+    large against the spread (1e8 + N(0, 1) has sum_squares ~ 1e19 for a variance of 1).
+    """
 
     n: int
     sum: float
     sum_squares: float
+    centered_ss: float | None = None
 
     @classmethod
     def from_values(cls, values: npt.ArrayLike) -> SampleMean:
         x = np.asarray(values, dtype=float)
-        return cls(n=int(x.size), sum=float(x.sum()), sum_squares=float(np.square(x).sum()))
+        m2 = float(np.square(x - x.mean()).sum()) if x.size else 0.0
+        return cls(n=int(x.size), sum=float(x.sum()), sum_squares=float(np.square(x).sum()),
+                   centered_ss=m2)
 
     @property
     def mean(self) -> float:
@@ -34,6 +42,8 @@ class SampleMean:
     @property
     def variance(self) -> float:
         """Unbiased sample variance (ddof=1), as statsmodels and scipy use."""
+        if self.centered_ss is not None:
+            return self.centered_ss / (self.n - 1) if self.n >= 2 else float("nan")
         return float(sample_variance(self.n, self.sum, self.sum_squares))
 
 

@@ -62,3 +62,34 @@ def test_unanalysable_inputs_have_named_reasons(test) -> None:  # type: ignore[n
     flat = SampleMean.from_values([1.0, 1.0, 1.0])
     res = test(flat, flat)
     assert res.reason == codes.ZERO_VARIANCE and not res.significant
+
+
+@pytest.mark.parametrize("test", [welch_test, proportion_test])
+def test_constant_but_different_arms_decide(test) -> None:  # type: ignore[no-untyped-def]
+    # 0/100 vs 100/100 is the clearest effect there is, not ZERO_VARIANCE with p = NaN forever.
+    c, t = SampleMean.from_values(np.zeros(100)), SampleMean.from_values(np.ones(100))
+    res = test(c, t)
+    assert res.reason is None and res.significant and res.p_value < 1e-10
+    assert res.ci[0] < 1.0 < res.ci[1] or res.ci[0] > 0  # an interval with width, above 0
+    assert res.ci[1] > res.ci[0] and res.ci[0] > 0
+
+
+def test_msprt_and_gst_decide_constant_but_different_arms() -> None:
+    from pipeline_components.analysis.gst import gst_test
+    from pipeline_components.analysis.sequential import msprt_test
+
+    c, t = SampleMean.from_values(np.zeros(100)), SampleMean.from_values(np.ones(100))
+    assert msprt_test(c, t, 0.05, 0.02**2).significant
+    g = gst_test(c, t, alpha=0.05, power=0.8, fixed_info=1e3, look=1, max_looks=5)
+    assert g.reason is None and g.significant
+
+
+def test_variance_survives_a_large_mean() -> None:
+    rng = np.random.default_rng(0)
+    x = 1e8 + rng.normal(0, 1, 5000)
+    s = SampleMean.from_values(x)
+    assert s.variance == pytest.approx(np.var(x, ddof=1), rel=1e-9)
+    y = 1e8 + rng.normal(0.1, 1, 5000)
+    res = welch_test(s, SampleMean.from_values(y))
+    t, p, _ = ttest_ind(y - 1e8, x - 1e8, usevar="unequal")
+    assert res.p_value == pytest.approx(p, rel=1e-6)
