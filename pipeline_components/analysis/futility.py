@@ -19,7 +19,13 @@ import numpy as np
 import numpy.typing as npt
 from scipy import optimize, stats
 
-from pipeline_components.analysis.gst import Spending, _advance, _exit_probs, boundaries, spent
+from pipeline_components.analysis.boundary import (
+    Spending,
+    advance,
+    boundaries,
+    exit_probs,
+    spent,
+)
 
 _TOO_SMALL = 50.0  # marks a theta for which futility would swallow the whole region
 
@@ -39,14 +45,14 @@ def futility_bounds(
 
         def excess(lz: float, t: float = t, t_prev: float = t_prev, inc: float = inc,
                    grid: npt.NDArray | None = grid, mass: npt.NDArray | None = mass) -> float:
-            return _exit_probs(grid, mass, lz * math.sqrt(t), math.inf, t_prev, t, theta)[1] - inc
+            return exit_probs(grid, mass, lz * math.sqrt(t), math.inf, t_prev, t, theta)[1] - inc
 
         top = 20.0 if (final and k == fr.size - 1) else float(u)
         if excess(top) < 0:
             return np.full(fr.size, _TOO_SMALL)
         lz = float(optimize.brentq(excess, -20.0, top, xtol=1e-9)) if excess(-20.0) < 0 else -20.0
         out.append(lz)
-        grid, mass = _advance(grid, mass, lz, float(u), t_prev, float(t), theta)
+        grid, mass = advance(grid, mass, lz, float(u), t_prev, float(t), theta)
         t_prev, b_prev = float(t), float(cum[k])
     return np.array(out)
 
@@ -57,7 +63,7 @@ def futility_design(
 ) -> tuple[float, float]:
     """(theta, inflation factor) of a design with ``looks`` equally spaced looks."""
     fr = np.arange(1, looks + 1) / looks
-    up = boundaries(fr, alpha, efficacy)
+    up = boundaries(fr, alpha, efficacy)  # the shared maths: no import of gst, no cycle
     fixed = float(stats.norm.isf(alpha / 2) + stats.norm.isf(1 - power))
 
     def gap(theta: float) -> float:
@@ -75,8 +81,8 @@ def decision_probabilities(
     t_prev, p_up, p_down = 0.0, 0.0, 0.0
     for u, lz, t in zip(np.asarray(upper), np.asarray(lower), np.asarray(fractions), strict=True):
         sd = math.sqrt(float(t))
-        up, down = _exit_probs(grid, mass, float(lz) * sd, float(u) * sd, t_prev, float(t), drift)
+        up, down = exit_probs(grid, mass, float(lz) * sd, float(u) * sd, t_prev, float(t), drift)
         p_up, p_down = p_up + up, p_down + down
-        grid, mass = _advance(grid, mass, float(lz), float(u), t_prev, float(t), drift)
+        grid, mass = advance(grid, mass, float(lz), float(u), t_prev, float(t), drift)
         t_prev = float(t)
     return p_up, p_down

@@ -1,4 +1,11 @@
-"""Sample-size planning (statsmodels power) and the information a fixed design needs."""
+"""Sample-size planning on the information scale the tests use.
+
+One information definition everywhere: I = 1/Var(difference of means), with the unpooled
+per-arm variances (p(1-p) for a rate, sd^2 for a mean). ``plan`` sizes each arm so that I reaches
+the fixed design's information (times the group-sequential inflation), which is exactly what
+``gst_test`` and the fixed test monitor; Cohen's h (statsmodels' NormalIndPower) differs by a few
+percent and is only reported as the effect size.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +14,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from scipy import stats
-from statsmodels.stats.power import NormalIndPower, TTestIndPower
 from statsmodels.stats.proportion import proportion_effectsize
 
+from pipeline_components.analysis.futility import futility_design
 from pipeline_components.analysis.gst import Spending, inflation_factor
 
 
@@ -52,26 +59,27 @@ def plan(
 ) -> Plan:
     """Sample size per arm for lift ``mde`` (absolute) on a rate ``baseline`` or a mean with ``sd``.
 
-    ``ratio`` is n_treatment / n_control (a 95/5 canary is ratio 5/95). Binary metrics use Cohen's
-    h with the normal power of statsmodels; continuous ones the t-test power with d = mde / sd.
+    ``ratio`` is n_treatment / n_control (a 95/5 canary is ratio 5/95). n_control solves
+    var0/n0 + var1/(ratio n0) = 1/I_fixed, with var = p(1-p) at the baseline and at baseline+mde
+    for rates and sd^2 for means: the information the tests monitor (``fixed_information``).
     """
     if metric_type == "binary":
         if not 0 < baseline < 1 or not 0 < baseline + mde < 1:
             raise ValueError(f"baseline {baseline} and baseline+mde must be rates in (0, 1)")
         es = abs(float(proportion_effectsize(baseline + mde, baseline)))
-        n0 = NormalIndPower().solve_power(es, nobs1=None, alpha=alpha, power=power, ratio=ratio)
+        var0, var1 = baseline * (1 - baseline), (baseline + mde) * (1 - baseline - mde)
     else:
         if not sd or sd <= 0:
             raise ValueError("a continuous metric needs its standard deviation (sd > 0)")
         es = abs(mde) / sd
-        n0 = TTestIndPower().solve_power(es, nobs1=None, alpha=alpha, power=power, ratio=ratio)
+        var0 = var1 = sd**2
+    if ratio <= 0:
+        raise ValueError(f"ratio must be > 0, got {ratio}")
+    n0 = fixed_information(mde, alpha, power) * (var0 + var1 / ratio)
     if futility:
-        from pipeline_components.analysis.futility import futility_design
-
         infl = futility_design(looks, alpha, power, spending, futility)[1]
     else:
         infl = inflation_factor(looks, alpha, power, spending)
-    n0 = float(n0)
     return Plan(
         metric_type, baseline, mde, alpha, power, ratio, es, math.ceil(n0), math.ceil(n0 * ratio),
         looks, infl, math.ceil(n0 * infl), math.ceil(n0 * ratio * infl),
