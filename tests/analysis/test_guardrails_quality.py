@@ -20,16 +20,22 @@ from pipeline_components.analysis.quality import model_quality
 from pipeline_components.analysis.shadow import shadow_compare
 
 
+def _units(errors: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """One request per unit, ``errors`` of them failed."""
+    return np.r_[np.ones(errors), np.zeros(n - errors)], np.ones(n)
+
+
 @pytest.mark.parametrize(
     ("errors", "status"),
-    [((10, 10), "pass"), ((10, 80), "breach"), ((10, 22), "inconclusive")],
+    [((50, 50), "pass"), ((50, 400), "breach"), ((50, 110), "inconclusive")],
 )
 def test_error_rate_guardrail(errors: tuple[int, int], status: str) -> None:
-    assert error_rate_guardrail(errors, (1000, 1000), 0.01, 0.05).status == status
+    res = error_rate_guardrail(_units(errors[0], 5000), _units(errors[1], 5000), 0.01, 0.05)
+    assert res.status == status
 
 
-def test_error_rate_guardrail_needs_requests() -> None:
-    res = error_rate_guardrail((0, 0), (5, 5), 0.01, 0.05)
+def test_error_rate_guardrail_needs_units() -> None:
+    res = error_rate_guardrail(_units(0, 5), _units(0, 5), 0.01, 0.05)
     assert res.status == "inconclusive" and res.reason == codes.NOT_ENOUGH_DATA
 
 
