@@ -12,7 +12,12 @@ from pipeline_components.aliases import CHAMPION
 from pipeline_components.analysis import codes
 from pipeline_components.analysis.cuped import CupedResult, cuped
 from pipeline_components.analysis.decision import Comparison
-from pipeline_components.analysis.fixed import EffectResult, proportion_test, welch_test
+from pipeline_components.analysis.fixed import (
+    EffectResult,
+    arm_variances,
+    proportion_test,
+    welch_test,
+)
 from pipeline_components.analysis.gst import gst_test
 from pipeline_components.analysis.planning import fixed_information
 from pipeline_components.analysis.sequential import msprt_test
@@ -44,9 +49,23 @@ def _is_binary(values: pd.Series) -> bool:
     return bool(values.isin([0.0, 1.0]).all())
 
 
+History = list[float] | dict[str, list[float]] | None
+
+
+def fractions_for(history: History, name: str) -> list[float] | None:
+    """The recorded information fractions of challenger ``name``'s earlier looks.
+
+    A dict maps each challenger to its own history (A/B/n: every comparison has its own
+    information); a plain list is the history of a single challenger.
+    """
+    if isinstance(history, dict):
+        return list(history.get(name, []))
+    return None if history is None else list(history)
+
+
 def _decision_test(
     cfg: Config, c: SampleMean, t: SampleMean, binary: bool, m: int, look: int,
-    previous_fractions: list[float] | None, name: str,
+    previous_fractions: list[float] | None, name: str, max_looks: int | None = None,
 ) -> EffectResult:
     a = cfg.analysis
     names = (CONTROL, name)
@@ -56,20 +75,37 @@ def _decision_test(
         return gst_test(
             c, t, alpha=a.alpha / m, power=a.power,
             fixed_info=fixed_information(a.mde, a.alpha / m, a.power), look=look,
-            max_looks=a.max_looks, kind=a.gst_spending, previous_fractions=previous_fractions,
+            max_looks=max_looks or a.max_looks, kind=a.gst_spending,
+            previous_fractions=previous_fractions,
             futility=None if a.gst_futility == "none" else a.gst_futility, names=names,
         )
+    return fixed_at_horizon(cfg, c, t, binary, names)
+
+
+def fixed_at_horizon(
+    cfg: Config, c: SampleMean, t: SampleMean, binary: bool, names: tuple[str, str]
+) -> EffectResult:
+    """The fixed-horizon test, which decides only once its planned information is reached.
+
+    Before the horizon the estimate and interval are shown but nothing is significant: a fixed
+    test read at every look would be naive peeking (~20% false positives at 10 looks).
+    """
+    a = cfg.analysis
     res = (proportion_test if binary else welch_test)(c, t, a.alpha, names)
     if res.reason:
         return res
-    info = 1.0 / (c.variance / c.n + t.variance / t.n) if c.variance + t.variance > 0 else 0.0
-    at_horizon = info >= fixed_information(a.mde, a.alpha, a.power)
-    return replace(res, details={**res.details, "final": bool(at_horizon)})
+    v0, v1 = arm_variances(c, t)
+    info = 1.0 / (v0 + v1)
+    needed = fixed_information(a.mde, a.alpha, a.power)
+    at_horizon = info >= needed
+    return replace(res, significant=res.significant and at_horizon, details={
+        **res.details, "final": bool(at_horizon), "info_fraction": min(info / needed, 1.0)})
 
 
 def compare_all(
     cfg: Config, unit_values: pd.DataFrame, challengers: list[str], *, look: int,
-    covariates: pd.DataFrame | None, previous_fractions: list[float] | None = None,
+    covariates: pd.DataFrame | None, previous_fractions: History = None,
+    max_looks: int | None = None,
 ) -> list[Comparison]:
     """One Comparison per challenger against the champion, Holm-adjusted across challengers."""
     with_x = attach_covariate(unit_values, covariates, cfg) if cfg.analysis.cuped else None
@@ -87,7 +123,7 @@ def compare_all(
         if adj is not None and adj.control is not None and adj.treatment is not None:
             tc, tt = adj.control, adj.treatment
         effect = _decision_test(cfg, tc, tt, binary and not use_adj, len(challengers), look,
-                                previous_fractions, name)
+                                fractions_for(previous_fractions, name), name, max_looks)
         if use_adj:
             effect = replace(effect, method=f"{effect.method}+cuped")
         out.append(Comparison(variant=name, effect=effect, fixed=fixed_ref, cuped=adj))
@@ -118,6 +154,8 @@ def holm(comparisons: list[Comparison], alpha: float, method: str) -> list[Compa
     pvals = np.array([comparisons[i].effect.p_value for i in ok])
     reject, p_adj, _, _ = multipletests(pvals, alpha=alpha, method="holm")
     for i, rej, pa in zip(ok, reject, p_adj, strict=True):
-        eff = replace(out[i].effect, significant=bool(rej))
+        # a fixed-horizon test may only decide at its horizon (``fixed_at_horizon``)
+        allowed = method != "fixed" or bool(comparisons[i].effect.details.get("final"))
+        eff = replace(out[i].effect, significant=bool(rej) and allowed)
         out[i] = replace(out[i], effect=eff, p_adjusted=float(pa))
     return out

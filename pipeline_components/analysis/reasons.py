@@ -15,6 +15,11 @@ _GUARD_CODES = {"error_rate": codes.GUARDRAIL_ERROR_RATE}
 
 
 def srm_reasons(srm: SrmResult | None) -> list[Reason]:
+    """A mismatch rolls back; a split that cannot be tested yet blocks promotion (keep going)."""
+    if srm is not None and srm.reason == codes.NOT_ENOUGH_DATA:
+        exp = ", ".join(f"{k}={v:.1f}" for k, v in sorted(srm.expected.items()))
+        return [Reason(codes.NOT_ENOUGH_DATA, f"sample ratio cannot be tested yet: expected units "
+                       f"{exp}, need >= 5 per arm", True)]
     if srm is None or not srm.mismatch:
         return []
     obs = ", ".join(f"{k}={v}" for k, v in sorted(srm.observed.items()))

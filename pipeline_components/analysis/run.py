@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from sqlalchemy.engine import Engine
 
@@ -22,7 +23,7 @@ from pipeline_components.analysis.decision import (
     variant_verdict,
 )
 from pipeline_components.analysis.drift import FeatureDrift, feature_drift, prediction_drift
-from pipeline_components.analysis.effects import CONTROL, compare_all
+from pipeline_components.analysis.effects import CONTROL, History, compare_all
 from pipeline_components.analysis.frames import Prepared, live_features, prepare
 from pipeline_components.analysis.guardrails import (
     GuardrailResult,
@@ -68,15 +69,20 @@ def variant_metrics(prep: Prepared, variant: str) -> VariantMetrics:
     )
 
 
-def guardrails(cfg: Config, prep: Prepared, variant: str) -> list[GuardrailResult]:
+def unit_errors(rows: pd.DataFrame) -> tuple[npt.NDArray, npt.NDArray]:
+    """(failed requests, requests) per unit: the user is the unit the guardrail counts in."""
+    g = rows.assign(failed=rows["status"].isin(_FAILED)).groupby("unit_id")["failed"]
+    return g.sum().to_numpy(dtype=float), g.size().to_numpy(dtype=float)
+
+
+def guardrails(cfg: Config, prep: Prepared, variant: str, look: int = 1) -> list[GuardrailResult]:
     a, g = cfg.analysis, cfg.serving.guardrails
     c, t = _rows(prep, CONTROL), _rows(prep, variant)
-    err = error_rate_guardrail(
-        (int(c["status"].isin(_FAILED).sum()), int(t["status"].isin(_FAILED).sum())),
-        (len(c), len(t)), a.error_rate_margin, a.alpha, variant,
-    )
+    err = error_rate_guardrail(unit_errors(c), unit_errors(t), a.error_rate_margin, a.alpha,
+                               variant)
     lat = latency_guardrail(c["latency_ms"], t["latency_ms"], a.latency_margin_ms, a.alpha,
-                            g.latency_quantile, variant)
+                            g.latency_quantile, variant, look=look,
+                            control_units=c["unit_id"], treatment_units=t["unit_id"])
     return [err, lat]
 
 
@@ -127,9 +133,14 @@ def analyze_frames(
     cfg: Config, predictions: pd.DataFrame, feedback: pd.DataFrame, *,
     expected_weights: dict[str, float], look: int = 1, srm_since_ts: float | None = None,
     covariates: pd.DataFrame | None = None, reference: pd.DataFrame | None = None,
-    previous_fractions: list[float] | None = None,
+    previous_fractions: History = None, max_looks: int | None = None,
 ) -> Decision:
-    """Analyse one experiment's rows and decide promote / rollback / continue."""
+    """Analyse one experiment's rows and decide promote / rollback / continue.
+
+    ``previous_fractions``: the information fractions recorded at earlier looks (per challenger
+    as a dict, or one list); ``max_looks``: the caller's last look (a canary's ramp length),
+    which spends all remaining alpha of a group-sequential test (default ``analysis.max_looks``).
+    """
     a = cfg.analysis
     prep = prepare(predictions, feedback, a.primary_metric)
     seen = set(prep.served["variant"]) | set(prep.shadow["variant"])
@@ -139,13 +150,14 @@ def analyze_frames(
     srm = srm_check(prep, expected_weights, srm_since_ts, cfg)
     shadow = shadow_check(cfg, prep)
     comparisons = compare_all(cfg, prep.unit_values, challengers, look=look,
-                              covariates=covariates, previous_fractions=previous_fractions)
+                              covariates=covariates, previous_fractions=previous_fractions,
+                              max_looks=max_looks)
     drift = drift_check(cfg, prep, reference, variants)
     metrics = {v: variant_metrics(prep, v) for v in variants}
     reasons: list[Reason] = rs.srm_reasons(srm)
     final = []
     for cmp in comparisons:
-        guards = guardrails(cfg, prep, cmp.variant)
+        guards = guardrails(cfg, prep, cmp.variant, look)
         shadow_only = cmp.variant in shadow and metrics[cmp.variant].units == 0
         mine = (rs.shadow_reasons(cmp.variant, shadow[cmp.variant]) if shadow_only
                 else rs.effect_reasons(cmp, a.min_units_per_arm)) + rs.guardrail_reasons(guards)
@@ -166,7 +178,7 @@ def analyze(
     cfg: Config, *, expected_weights: dict[str, float], look: int = 1,
     srm_since_ts: float | None = None, covariates: pd.DataFrame | None = None,
     reference: pd.DataFrame | None = None, engine: Engine | None = None,
-    previous_fractions: list[float] | None = None,
+    previous_fractions: History = None, max_looks: int | None = None,
 ) -> Decision:
     """Read ``cfg.store_url`` for ``cfg.experiment.id`` and analyse it (see ``analyze_frames``)."""
     from pipeline_components.store import feedback, make_engine, predictions, read_frame
@@ -177,4 +189,5 @@ def analyze(
     return analyze_frames(
         cfg, preds, fb, expected_weights=expected_weights, look=look, srm_since_ts=srm_since_ts,
         covariates=covariates, reference=reference, previous_fractions=previous_fractions,
+        max_looks=max_looks,
     )

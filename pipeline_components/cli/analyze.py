@@ -54,6 +54,33 @@ def _frame(path: Path | None, default: Path) -> pd.DataFrame | None:
     return pd.read_parquet(p) if p.suffix in (".parquet", ".pq") else pd.read_csv(p)
 
 
+def look_history(
+    cfg: Config, look: int, text: str | None
+) -> list[float] | dict[str, list[float]] | None:
+    """Earlier looks' information fractions: --previous-fractions, else the canary's record.
+
+    A group-sequential look after the first needs them (alpha is spent on the information the
+    earlier looks really had); guessing equally spaced looks inflates alpha when looks bunch.
+    """
+    if text is not None:
+        try:
+            return [float(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise ConfigError(
+                f"--previous-fractions {text!r}: expected numbers like 0.1,0.35") from None
+    if cfg.analysis.method != "gst" or look == 1:
+        return None
+    from pipeline_components.experiment.canary import info_fractions
+    from pipeline_components.experiment.state import read_state
+
+    steps = [s for s in (read_state(cfg, "canary") or {}).get("steps", [])
+             if int(s.get("look", 0)) < look]
+    if not steps:
+        raise ConfigError(f"--look {look} with analysis.method=gst: no earlier looks recorded "
+                          "for this experiment; pass --previous-fractions")
+    return info_fractions(steps)
+
+
 def render(decision: Decision) -> None:
     """Print the decision, metrics, comparisons and reasons as rich tables."""
     d = decision
@@ -108,6 +135,9 @@ def analyze_cmd(
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Write the decision JSON.")
     ] = None,
+    fractions: Annotated[str | None, typer.Option(
+        "--previous-fractions", help="gst: information fractions of the earlier looks, e.g. "
+        "0.1,0.35 (default: the ones the canary recorded).")] = None,
 ) -> None:
     """Analyse the experiment in the prediction log and print the decision."""
     from pipeline_components.analysis import analyze
@@ -118,6 +148,7 @@ def analyze_cmd(
         cfg, expected_weights=parse_weights(weights) if weights else dict(cfg.serving.weights),
         look=look, srm_since_ts=since, covariates=_frame(covariates, feats / "holdout.parquet"),
         reference=_frame(reference, feats / "train.parquet"),
+        previous_fractions=look_history(cfg, look, fractions),
     )
     render(decision)
     if json_path:

@@ -108,16 +108,24 @@ def analysis_inputs(cfg: Config) -> dict[str, Any]:
     return {"covariates": covariates, "reference": load_split(cfg, "train")}
 
 
-def info_fractions(steps: list[dict[str, Any]]) -> list[float]:
-    """Information fractions of the earlier looks (group-sequential spending needs the real ones,
-    not the equally spaced default); looks without one (msprt, fixed) contribute nothing."""
-    out = []
+def info_fractions(steps: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """Information fractions of the earlier looks, per challenger (group-sequential spending
+    needs the real ones, and each A/B/n comparison has its own); looks without one (msprt,
+    missing) contribute nothing."""
+    out: dict[str, list[float]] = {}
     for step in steps:
-        comps = (step.get("decision") or {}).get("comparisons") or [{}]
-        frac = (comps[0].get("effect") or {}).get("details", {}).get("info_fraction")
-        if isinstance(frac, int | float):
-            out.append(float(frac))
+        for comp in (step.get("decision") or {}).get("comparisons") or []:
+            frac = (comp.get("effect") or {}).get("details", {}).get("info_fraction")
+            if isinstance(frac, int | float) and comp.get("variant"):
+                out.setdefault(str(comp["variant"]), []).append(float(frac))
     return out
+
+
+def srm_weights(cfg: Config, weights: dict[str, float]) -> dict[str, float]:
+    """The split SRM should expect: in shadow mode every user is served by the champion."""
+    if cfg.serving.shadow:
+        return {k: (1.0 if k == "champion" else 0.0) for k in weights}
+    return weights
 
 
 def _analyze(
@@ -125,7 +133,8 @@ def _analyze(
 ) -> dict[str, Any]:
     from pipeline_components.analysis.run import analyze
 
-    decision = analyze(cfg, expected_weights=weights, look=look, srm_since_ts=since, **inputs)
+    decision = analyze(cfg, expected_weights=srm_weights(cfg, weights), look=look,
+                       srm_since_ts=since, max_looks=len(ramp(cfg)), **inputs)
     return decision.to_dict()
 
 
@@ -149,7 +158,7 @@ def run_canary(cfg: Config, deployment: Mapping[str, Any], *, progress: bool = T
     stopped: str | None = None
     try:
         for look, share in list(enumerate(ramp(cfg), 1))[len(steps):]:
-            inputs["previous_fractions"] = info_fractions(steps) or None
+            inputs["previous_fractions"] = info_fractions(steps)
             step = _run_step(cfg, client, url, (users, inputs), look, share, offset, progress)
             offset += step["requests"]
             decision, breaker = step["decision"], step["breaker"]

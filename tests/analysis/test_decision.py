@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from statsmodels.stats.multitest import multipletests
@@ -111,6 +113,32 @@ def test_srm_uses_units_since_the_step_start(cfg_with: CfgWith) -> None:
     assert codes.SRM in whole.codes()
 
 
+def test_untestable_srm_blocks_promotion(cfg_with: CfgWith) -> None:
+    # A clear winner, but the current step has too few units to check the split (< 5 expected
+    # per arm): promotion waits until the split can be checked.
+    log = simulate_log(SimSpec(reward_rate=_rates(0.5, 0.65)))
+    last_ts = float(log.predictions["ts"].iloc[-6])
+    d = analyze_frames(cfg_with(), log.predictions, log.feedback, expected_weights=HALF,
+                       srm_since_ts=last_ts)
+    assert d.srm is not None and d.srm.reason == codes.NOT_ENOUGH_DATA
+    assert d.action == "continue" and codes.EFFECT_POSITIVE in d.codes()
+    srm_reason = next(r for r in d.reasons if "sample ratio" in r.message)
+    assert srm_reason.blocking and srm_reason.code == codes.NOT_ENOUGH_DATA
+
+
+def test_shadow_canary_split_is_no_srm(cfg_with: CfgWith) -> None:
+    # In shadow mode users are all served by the champion whatever the step weights say; the
+    # canary must check SRM against that, or every shadow run rolls back.
+    from pipeline_components.experiment.canary import srm_weights, step_weights
+
+    cfg = cfg_with()
+    cfg = cfg.model_copy(update={"serving": cfg.serving.model_copy(update={"shadow": True})})
+    log = simulate_log(SimSpec(shadow=True, noise=_rates(0.5, 0.2)))
+    d = analyze_frames(cfg, log.predictions, log.feedback,
+                       expected_weights=srm_weights(cfg, step_weights(0.25)))
+    assert codes.SRM not in d.codes() and d.action == "promote", d.codes()
+
+
 def test_pending_counts_are_reported_not_failures(cfg_with: CfgWith) -> None:
     d = run_case(cfg_with, CASES[codes.PENDING_FEEDBACK])
     m = d.metrics["challenger"]
@@ -134,7 +162,8 @@ def test_cuped_is_used_and_reported(cfg_with: CfgWith) -> None:
 
 @pytest.mark.parametrize("method", ["msprt", "fixed"])
 def test_abn_uses_holm(cfg_with: CfgWith, method: str) -> None:
-    cfg = cfg_with(method=method)
+    # mde 0.1: ~1,000 units per arm are past the fixed horizon (the fixed test may decide).
+    cfg = cfg_with(method=method, mde=0.1)
     weights = {"champion": 1 / 3, "b": 1 / 3, "c": 1 / 3}
     log = simulate_log(SimSpec(n_units=3000, weights=weights,
                                reward_rate={"champion": 0.5, "b": 0.5, "c": 0.62}))
@@ -144,6 +173,41 @@ def test_abn_uses_holm(cfg_with: CfgWith, method: str) -> None:
     assert [c.p_adjusted for c in d.comparisons] == pytest.approx(list(adj), abs=1e-12)
     assert [c.variant for c in d.comparisons] == ["b", "c"]
     assert d.action == "promote" and d.winner == "c"
+
+
+def test_fixed_waits_for_its_planned_sample(cfg_with: CfgWith) -> None:
+    # 2,000 units are ~10% of the information the default design (mde 0.02) plans for: a clear
+    # lift is shown with its interval, but a fixed-horizon test may not decide before its horizon.
+    log = simulate_log(SimSpec(n_units=2000, reward_rate=_rates(0.5, 0.6)))
+    d = analyze_frames(cfg_with(method="fixed"), log.predictions, log.feedback,
+                       expected_weights=HALF)
+    e = d.comparisons[0].effect
+    assert e.details["final"] is False and e.details["info_fraction"] < 0.2
+    assert not e.significant and e.ci[0] > 0  # the interval alone would say "better"
+    assert d.action == "continue" and codes.EFFECT_INCONCLUSIVE in d.codes()
+
+
+def test_fixed_aa_false_decisions_under_peeking_stay_at_alpha(cfg_with: CfgWith) -> None:
+    # 10 looks at a fixed test's arms, only the horizon may decide: A/A decisions are the
+    # fixed test's 5%, not the ~20% of naive peeking (300 seeded runs; bound 5% + 3 SE).
+    from pipeline_components.analysis.effects import fixed_at_horizon
+    from pipeline_components.analysis.summaries import SampleMean
+
+    cfg = cfg_with(method="fixed", mde=0.1, metric_type="continuous")
+    rng = np.random.default_rng(7)
+    reps, looks, per_look = 300, 10, 160  # the horizon (2/0.1^2 x 7.85 ~ 1570/arm) at look 10
+    x0 = rng.normal(0, 1, (reps, looks, per_look))
+    x1 = rng.normal(0, 1, (reps, looks, per_look))
+    sums = [(x.sum(2).cumsum(1), (x**2).sum(2).cumsum(1)) for x in (x0, x1)]
+    decided = 0
+    for r in range(reps):
+        for k in range(looks):
+            n = (k + 1) * per_look
+            arms = [SampleMean(n, float(s[r, k]), float(q[r, k])) for s, q in sums]
+            if fixed_at_horizon(cfg, arms[0], arms[1], False, ("a", "b")).significant:
+                decided += 1
+                break
+    assert decided / reps <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / reps)
 
 
 def test_switched_units_count_once(cfg_with: CfgWith) -> None:

@@ -66,7 +66,7 @@ def test_cli_plan_prints_statsmodels_sizes(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["plan", "-p", str(params), "--baseline", "0.1", "--mde",
                                    "0.01"])
     assert res.exit_code == 0, res.output
-    assert "14745" in res.output  # NormalIndPower on Cohen's h, as test_sequential checks
+    assert "14749" in res.output  # fixed information / (p0 q0 + p1 q1), as test_sequential checks
     bad = CliRunner().invoke(app, ["plan", "-p", str(params), "--baseline", "0.995", "--mde",
                                    "0.01"])
     assert bad.exit_code != 0
@@ -106,3 +106,22 @@ def test_forced_qa_requests_are_not_experiment_traffic(cfg: Config) -> None:
     base = analyze_frames(cfg, log.predictions, log.feedback, expected_weights=HALF)
     assert "SRM" not in d.codes()
     assert d.metrics["challenger"].units == base.metrics["challenger"].units
+
+
+def test_cli_gst_look_needs_the_earlier_looks(cfg: Config, tmp_path: Path) -> None:
+    # A later gst look spends alpha on the earlier looks' real information: without a record
+    # of them (canary state or --previous-fractions) it refuses instead of guessing.
+    log = simulate_log(SimSpec(n_units=600), experiment_id=cfg.experiment.id)
+    _store(cfg.store_url, log)
+    params = tmp_path / "params.yaml"
+    import yaml
+
+    raw = cfg.model_dump(mode="json")
+    raw["analysis"]["method"] = "gst"
+    params.write_text(yaml.safe_dump(raw))
+    args = ["analyze", "-p", str(params), "--weights", "champion=0.5,challenger=0.5", "--look",
+            "3"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code != 0 and "--previous-fractions" in res.output + str(res.exception)
+    ok = CliRunner().invoke(app, [*args, "--previous-fractions", "0.05,0.1"])
+    assert ok.exit_code == 0, ok.output

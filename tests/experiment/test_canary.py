@@ -109,8 +109,8 @@ def test_gst_looks_carry_their_real_information_fractions(tmp_path: Path) -> Non
     for look, n in enumerate((300, 900), 1):
         log = simulate_log(SimSpec(n_units=n, seed=look))
         d = analyze_frames(cfg, log.predictions, log.feedback, expected_weights=weights,
-                           look=look, previous_fractions=info_fractions(steps) or None)
+                           look=look, previous_fractions=info_fractions(steps))
         steps.append({"decision": d.to_dict()})
-    fracs = info_fractions(steps)
+    fracs = info_fractions(steps)["challenger"]  # per challenger: A/B/n has one history each
     assert len(fracs) == 2 and 0.0 < fracs[0] < fracs[1] <= 1.0
-    assert info_fractions([{"decision": None}, {}]) == []  # msprt / missing looks: nothing
+    assert info_fractions([{"decision": None}, {}]) == {}  # msprt / missing looks: nothing
