@@ -30,31 +30,61 @@ from pipeline_components.analysis.boundary import (
 _TOO_SMALL = 50.0  # marks a theta for which futility would swallow the whole region
 
 
+_Prefix = tuple[tuple[float, ...], npt.NDArray | None, npt.NDArray | None, float] | None
+
+
+def _solve_lower(
+    grid: npt.NDArray | None, mass: npt.NDArray | None, t_prev: float, t: float, inc: float,
+    top: float, theta: float,
+) -> float | None:
+    """The lower z bound at fraction t spending ``inc`` of beta (None: futility swallows all)."""
+    def excess(lz: float) -> float:
+        return exit_probs(grid, mass, lz * math.sqrt(t), math.inf, t_prev, t, theta)[1] - inc
+
+    if excess(top) < 0:
+        return None
+    return float(optimize.brentq(excess, -20.0, top, xtol=1e-9)) if excess(-20.0) < 0 else -20.0
+
+
+@lru_cache(maxsize=4096)
+def _prefix(
+    fr: tuple[float, ...], up: tuple[float, ...], beta: float, kind: Spending, theta: float
+) -> _Prefix:
+    """Non-final lower bounds at ``fr`` and the integration state after them (cached per prefix,
+    so a canary adding one look at a time solves one bound per look)."""
+    if not fr:
+        return (), None, None, 0.0
+    prev = _prefix(fr[:-1], up[:-1], beta, kind, theta)
+    if prev is None:
+        return None
+    bounds, grid, mass, b_prev = prev
+    t_prev, t = (fr[-2] if len(fr) > 1 else 0.0), fr[-1]
+    cum = float(spent(t, 2.0 * beta, kind)) / 2.0  # one-sided: the per-side shape of ``spent``
+    lz = _solve_lower(grid, mass, t_prev, t, cum - b_prev, up[-1], theta)
+    if lz is None:
+        return None
+    grid, mass = advance(grid, mass, lz, up[-1], t_prev, t, theta)
+    return (*bounds, lz), grid, mass, cum
+
+
 def futility_bounds(
     fractions: npt.ArrayLike, upper: npt.ArrayLike, beta: float, kind: Spending, theta: float,
     final: bool = True,
 ) -> npt.NDArray:
     """Lower z bounds l_k spending ``beta`` under drift ``theta``; the last one is free if final."""
-    fr = np.asarray(fractions, dtype=float)
-    up = np.asarray(upper, dtype=float)
-    cum = spent(fr, 2.0 * beta, kind) / 2.0  # one-sided: the per-side shape of ``spent``
-    grid = mass = None
-    t_prev, b_prev, out = 0.0, 0.0, []
-    for k, (t, u) in enumerate(zip(fr, up, strict=True)):
-        inc = float(cum[k] - b_prev)
-
-        def excess(lz: float, t: float = t, t_prev: float = t_prev, inc: float = inc,
-                   grid: npt.NDArray | None = grid, mass: npt.NDArray | None = mass) -> float:
-            return exit_probs(grid, mass, lz * math.sqrt(t), math.inf, t_prev, t, theta)[1] - inc
-
-        top = 20.0 if (final and k == fr.size - 1) else float(u)
-        if excess(top) < 0:
-            return np.full(fr.size, _TOO_SMALL)
-        lz = float(optimize.brentq(excess, -20.0, top, xtol=1e-9)) if excess(-20.0) < 0 else -20.0
-        out.append(lz)
-        grid, mass = advance(grid, mass, lz, float(u), t_prev, float(t), theta)
-        t_prev, b_prev = float(t), float(cum[k])
-    return np.array(out)
+    fr = tuple(float(x) for x in np.asarray(fractions, dtype=float))
+    up = tuple(float(x) for x in np.asarray(upper, dtype=float))
+    if not final:
+        got = _prefix(fr, up, float(beta), kind, float(theta))
+        return np.full(len(fr), _TOO_SMALL) if got is None else np.array(got[0])
+    head = _prefix(fr[:-1], up[:-1], float(beta), kind, float(theta))
+    if head is None:
+        return np.full(len(fr), _TOO_SMALL)
+    bounds, grid, mass, b_prev = head
+    t_prev = fr[-2] if len(fr) > 1 else 0.0
+    cum = float(spent(fr[-1], 2.0 * beta, kind)) / 2.0
+    lz = _solve_lower(grid, mass, t_prev, fr[-1], cum - b_prev, 20.0, float(theta))
+    return np.full(len(fr), _TOO_SMALL) if lz is None else np.array([*bounds, lz])
 
 
 @lru_cache(maxsize=64)

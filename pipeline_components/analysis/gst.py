@@ -29,7 +29,9 @@ from pipeline_components.analysis.fixed import (
     _replace,
     arm_variances,
     base_result,
+    information,
     relative_ci,
+    robust_variance,
     unanalysable,
 )
 from pipeline_components.analysis.futility import futility_bounds, futility_design
@@ -71,23 +73,35 @@ def monotone_fractions(previous: Sequence[float], current: float) -> tuple[list[
     return out, cur
 
 
+#: Levels the repeated p-value is bracketed on. A fixed ladder, so the boundaries of earlier
+#: looks at each level are cached across looks: a new look costs one boundary per rung tried.
+_LADDER = tuple(float(x) for x in np.exp(np.linspace(math.log(1e-6), math.log(0.999), 64)))
+
+
 def repeated_p_value(
     z: float, fractions: Sequence[float], kind: Spending, final: bool, floor: float
 ) -> float:
     """Smallest alpha at which this look's boundary is crossed (Jennison & Turnbull 9.1).
 
-    It is <= alpha exactly when the test rejects at level alpha, and never below ``floor`` (the
-    fixed-horizon p-value, which ignores the looks).
+    Bisection over a fixed ladder of levels, then log-linear interpolation of the boundary
+    between the two rungs that bracket |z|; never below ``floor`` (the fixed-horizon p-value,
+    which ignores the looks). ``gst_test`` makes it agree exactly with its decision at alpha.
     """
-    def gap(log_a: float) -> float:
-        return float(boundaries(fractions, math.exp(log_a), kind, final)[-1]) - abs(z)
+    def bound(i: int) -> float:
+        return float(boundaries(fractions, _LADDER[i], kind, final)[-1])
 
-    lo, hi = math.log(max(floor, 1e-12)), math.log(0.999)
-    if gap(hi) > 0:
+    lo, hi = 0, len(_LADDER) - 1  # boundaries fall as the level rises
+    if bound(hi) > abs(z):
         return 1.0
-    if gap(lo) <= 0:
+    if bound(lo) <= abs(z):
         return floor
-    return math.exp(optimize.brentq(gap, lo, hi, xtol=1e-4))
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if bound(mid) <= abs(z) else (mid, hi)
+    c_lo, c_hi = bound(lo), bound(hi)  # c_lo > |z| >= c_hi
+    w = (c_lo - abs(z)) / (c_lo - c_hi) if c_lo > c_hi else 1.0
+    log_p = (1 - w) * math.log(_LADDER[lo]) + w * math.log(_LADDER[hi])
+    return max(floor, math.exp(log_p))
 
 
 def gst_test(
@@ -104,6 +118,7 @@ def gst_test(
     futility: Spending | None = None,
     names: tuple[str, str] = ("champion", "challenger"),
     final: bool | None = None,
+    repeated_p: bool = True,
 ) -> EffectResult:
     """Group-sequential look at the difference of means, monitored on the information scale.
 
@@ -114,7 +129,8 @@ def gst_test(
     for equally spaced looks); this look at its observed fraction. The look is final when the
     planned information is reached, ``look >= max_looks`` or ``final`` says so; it then spends all
     remaining alpha. The interval is the repeated confidence interval lift +- c_k sqrt(V), valid at
-    every look, and the p-value the repeated p-value. With ``futility`` (a beta spending shape) a
+    every look, and the p-value the repeated p-value (``repeated_p=False``: the fixed-horizon
+    one, for simulations that only need the decision). With ``futility`` (a beta spending shape) a
     non-binding lower bound l_k is added (``futility.py``): z <= l_k marks the look ``futile``.
     """
     res = base_result("gst", control, treatment, alpha, names)
@@ -122,12 +138,12 @@ def gst_test(
     if reason:
         return _replace(res, reason=reason)
     v0, v1 = arm_variances(control, treatment)
-    var = v0 + v1
+    var = robust_variance(control, treatment)
     if futility:
         theta, infl = futility_design(max_looks, alpha, power, kind, futility)
     else:
         infl = inflation_factor(max_looks, alpha, power, kind)
-    observed = 1.0 / var / (infl * fixed_info)
+    observed = information(control, treatment) / (infl * fixed_info)
     is_final = bool(observed >= 1.0 or look >= max_looks or final)
     recorded = previous_fractions
     if recorded is None:
@@ -145,10 +161,13 @@ def gst_test(
         extra = {"futility_bound": low, "futile": bool(abs(z) < c and z <= low)}
     rel, rel_ci = relative_ci(control.mean, treatment.mean, v0, v1, lambda v: c * math.sqrt(v))
     p_fixed = float(2 * stats.norm.sf(abs(z)))
-    p = repeated_p_value(z, [*prev, t], kind, is_final, p_fixed)
+    significant = bool(abs(z) >= c)
+    p = repeated_p_value(z, [*prev, t], kind, is_final, p_fixed) if repeated_p else p_fixed
+    if repeated_p:  # exact agreement with the decision at alpha, whatever the interpolation
+        p = min(p, alpha) if significant else max(p, math.nextafter(alpha, 1.0))
     return _replace(
         res, lift=lift, ci=(lift - c * math.sqrt(var), lift + c * math.sqrt(var)), rel_lift=rel,
-        rel_ci=rel_ci, p_value=p, significant=bool(abs(z) >= c),
+        rel_ci=rel_ci, p_value=p, significant=significant,
         details={"z": z, "boundary": c, "info_fraction": t, "observed_fraction": observed,
                  "final": is_final, "look": look, "p_fixed_horizon": p_fixed, **extra},
     )
