@@ -14,7 +14,7 @@ from pipeline_components.analysis.cuped import CupedResult, cuped
 from pipeline_components.analysis.decision import Comparison
 from pipeline_components.analysis.fixed import (
     EffectResult,
-    arm_variances,
+    information,
     proportion_test,
     welch_test,
 )
@@ -63,10 +63,17 @@ def fractions_for(history: History, name: str) -> list[float] | None:
     return None if history is None else list(history)
 
 
-def _decision_test(
+def primary_test(
     cfg: Config, c: SampleMean, t: SampleMean, binary: bool, m: int, look: int,
     previous_fractions: list[float] | None, name: str, max_looks: int | None = None,
+    repeated_p: bool = True,
 ) -> EffectResult:
+    """The configured test of one challenger's primary metric (``m`` challengers in all).
+
+    ``benchmarks/stats_sim`` calls this very function on simulated summaries, so the Monte Carlo
+    figures are those of the production decision (``repeated_p=False`` only skips the gst
+    repeated p-value, which is shown, never decided on).
+    """
     a = cfg.analysis
     names = (CONTROL, name)
     if a.method == "msprt":
@@ -78,6 +85,7 @@ def _decision_test(
             max_looks=max_looks or a.max_looks, kind=a.gst_spending,
             previous_fractions=previous_fractions,
             futility=None if a.gst_futility == "none" else a.gst_futility, names=names,
+            repeated_p=repeated_p,
         )
     return fixed_at_horizon(cfg, c, t, binary, names)
 
@@ -94,8 +102,7 @@ def fixed_at_horizon(
     res = (proportion_test if binary else welch_test)(c, t, a.alpha, names)
     if res.reason:
         return res
-    v0, v1 = arm_variances(c, t)
-    info = 1.0 / (v0 + v1)
+    info = information(c, t)
     needed = fixed_information(a.mde, a.alpha, a.power)
     at_horizon = info >= needed
     return replace(res, significant=res.significant and at_horizon, details={
@@ -122,7 +129,7 @@ def compare_all(
         use_adj = adj is not None and adj.control is not None and adj.treatment is not None
         if adj is not None and adj.control is not None and adj.treatment is not None:
             tc, tt = adj.control, adj.treatment
-        effect = _decision_test(cfg, tc, tt, binary and not use_adj, len(challengers), look,
+        effect = primary_test(cfg, tc, tt, binary and not use_adj, len(challengers), look,
                                 fractions_for(previous_fractions, name), name, max_looks)
         if use_adj:
             effect = replace(effect, method=f"{effect.method}+cuped")
@@ -152,7 +159,10 @@ def holm(comparisons: list[Comparison], alpha: float, method: str) -> list[Compa
             out[i] = replace(out[i], p_adjusted=min(1.0, out[i].effect.p_value * len(comparisons)))
         return out
     pvals = np.array([comparisons[i].effect.p_value for i in ok])
-    reject, p_adj, _, _ = multipletests(pvals, alpha=alpha, method="holm")
+    if len(ok) == 1:  # Holm over one p-value is the p-value (multipletests costs a gc.collect)
+        reject, p_adj = pvals <= alpha, pvals
+    else:
+        reject, p_adj, _, _ = multipletests(pvals, alpha=alpha, method="holm")
     for i, rej, pa in zip(ok, reject, p_adj, strict=True):
         # a fixed-horizon test may only decide at its horizon (``fixed_at_horizon``)
         allowed = method != "fixed" or bool(comparisons[i].effect.details.get("final"))

@@ -94,6 +94,35 @@ def arm_variances(control: SampleMean, treatment: SampleMean) -> tuple[float, fl
     return pooled / control.n, pooled / treatment.n
 
 
+def pooled_variance(control: SampleMean, treatment: SampleMean) -> float:
+    """Within-arm pooled variance per unit ((n0-1) s0^2 + (n1-1) s1^2) / (n0 + n1 - 2)."""
+    n = control.n + treatment.n - 2
+    return ((control.n - 1) * control.variance + (treatment.n - 1) * treatment.variance) / n
+
+
+def information(control: SampleMean, treatment: SampleMean) -> float:
+    """1/Var(difference) with the pooled variance: how far along a design is.
+
+    Sequential designs time their looks with it. The pooled estimate leans on the large arm, so
+    a small canary arm that happened to draw no outliers of a heavy-tailed metric does not look
+    like (and get tested as) a finished experiment; the unpooled one would couple the timing to
+    the very noise that makes z large. Falls back to ``arm_variances`` for constant arms.
+    """
+    pooled = pooled_variance(control, treatment) * (1 / control.n + 1 / treatment.n)
+    return 1.0 / (pooled if pooled > 0 else sum(arm_variances(control, treatment)))
+
+
+def robust_variance(control: SampleMean, treatment: SampleMean) -> float:
+    """Var(difference) for sequential z-type tests: the larger of unpooled and pooled.
+
+    Unpooled (Welch) is right when the arms' variances differ; pooled is right under the null of
+    equal distributions and is the stable one when an arm is small and heavy-tailed (its own
+    variance estimate is then usually too small, which inflates early false positives).
+    """
+    unpooled = sum(arm_variances(control, treatment))
+    return max(unpooled, pooled_variance(control, treatment) * (1 / control.n + 1 / treatment.n))
+
+
 def relative_ci(
     m0: float, m1: float, var0: float, var1: float, halfwidth_of: Any
 ) -> tuple[float, tuple[float, float]]:

@@ -27,6 +27,7 @@ from pipeline_components.analysis.fixed import (
     arm_variances,
     base_result,
     relative_ci,
+    robust_variance,
     unanalysable,
 )
 from pipeline_components.analysis.summaries import SampleMean
@@ -80,7 +81,7 @@ def msprt_test(
     if reason:
         return _replace(res, reason=reason)
     v0, v1 = arm_variances(control, treatment)
-    var = v0 + v1
+    var = robust_variance(control, treatment)
     lift = treatment.mean - control.mean
     llr = float(log_mixture_lr(lift, var, tau2))
     p = min(previous_p, 1.0, math.exp(-llr))
