@@ -1,22 +1,20 @@
-"""Monte Carlo calibration of abx's experiment tests (issue 6, "Measured").
+"""Monte Carlo calibration of abx's decisions, run through the production path (issue 14).
 
-Simulates many experiments at once (vectorised numpy, block sums per look) on three synthetic
-streams: a binary conversion at a 10% base rate, a heavy-tailed revenue-like metric (10% buyers,
-lognormal basket) and a latency-like lognormal; a lift shifts every treatment value (binary: the
-rate) by a constant, keeping the shape of the tail. For naive peeking (the fixed test at every
-look), the fixed horizon, the mSPRT and the group-sequential test (OBF- and Pocock-type alpha
-spending; "+fut" adds non-binding futility: Pocock efficacy with OBF-type beta spending, the
-pipeline's gst default, and OBF efficacy with Pocock-type futility) it prints:
+Every simulated look calls the functions ``analyze_frames`` calls for the primary metric:
+``effects.primary_test`` (msprt | gst | fixed, as configured), ``effects.holm``,
+``reasons.effect_reasons`` and ``decision.variant_verdict``, with the look history the canary
+records (``canary.info_fractions``) and the canary's last look as ``max_looks``. Only the data
+preparation is skipped: the arms arrive as ``SampleMean`` summaries of simulated units.
 
-* the realised A/A false positive rate with 1, 10 and 100 looks, and its 95% Clopper-Pearson
-  upper bound (target: <= 5%, bound <= 5.5%; naive peeking is the harness check, ~19% at 10 looks);
-* power and the median samples-to-decision as a fraction of the fixed-horizon n at lift = MDE
-  and 2 x MDE (a run that never stops counts at its horizon);
-* CUPED's variance reduction at covariate correlation 0.5 and 0.7.
-
-The decision rules are the package's own vectorised functions (``sequential.msprt_reject``,
-``gst.boundaries``, ``cuped.adjust_arrays``). Every look skips arms below 100 units, as the
-pipeline does (``analysis.min_units_per_arm``). Run: ``python -m benchmarks stats_sim [--quick]``.
+Streams: binary at a 10% base rate; a heavy-tailed revenue-like metric (10% buyers x lognormal
+basket); a clustered metric (each unit's mean over 1-20 requests sharing a user effect). Look
+schedules, as fractions of the default gst design's maximum information: ``equal10`` (10 equal
+looks), ``late5`` (0.2, 0.7, 0.8, 0.9, 1.0) and ``canary5`` (the canary's ramp: challenger shares
+5/25/50/50/50% with the step sizes of ``simulate.requests_for_step``). A run stops at its first
+promote or rollback; one that never stops counts at its last look. Printed per method: the A/A
+false decision rate (any significant effect) with its 95% Clopper-Pearson upper bound, power
+(promotions) at lift = MDE and 2 x MDE, and the median units-to-decision over the fixed-horizon
+units (n_fh, both arms). Run: ``python -m benchmarks stats_sim [--quick]``.
 """
 
 from __future__ import annotations
@@ -29,181 +27,109 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
 
-from pipeline_components.analysis.cuped import adjust_arrays
-from pipeline_components.analysis.futility import futility_bounds, futility_design
-from pipeline_components.analysis.gst import Spending, boundaries, inflation_factor
+from pipeline_components.analysis.decision import Comparison, variant_verdict
+from pipeline_components.analysis.effects import holm, primary_test
+from pipeline_components.analysis.futility import futility_design
 from pipeline_components.analysis.planning import fixed_information
-from pipeline_components.analysis.sequential import msprt_reject, tau2_for_horizon
-from pipeline_components.analysis.summaries import diff_and_variance
+from pipeline_components.analysis.reasons import effect_reasons
+from pipeline_components.analysis.summaries import SampleMean
+from pipeline_components.config import Config, config_from_mapping
+from pipeline_components.experiment.canary import info_fractions
 
-ALPHA, POWER, MIN_N = 0.05, 0.8, 100
-BLOCKS_PER_N = 100  # the fixed-horizon n is 100 blocks; the mSPRT runs to 2 x n (200 blocks)
-LOOKS = (1, 10, 100)
+ALPHA, POWER = 0.05, 0.8
 Arr = npt.NDArray[np.float64]
+METHODS = {"msprt": {"method": "msprt"}, "gst": {"method": "gst"}, "fixed": {"method": "fixed"},
+           "gst-obf": {"method": "gst", "gst_spending": "obf", "gst_futility": "none"}}
 
 
 @dataclass(frozen=True)
-class Metric:
-    """A synthetic stream: its draws, true mean/sd and the MDE it is powered for."""
-
+class Stream:
     name: str
-    mean: float
     sd: float
     mde: float
-    draw: Callable[[np.random.Generator, tuple[int, int], float], Arr]  # unused when binary_p
+    draw: Callable[[np.random.Generator, int, int, float], Arr] | None  # (reps, n, lift)
     binary_p: float | None = None
 
-    @property
-    def n_fixed(self) -> int:
-        n = 2 * self.sd**2 * fixed_information(self.mde, ALPHA, POWER)
-        return int(math.ceil(n / BLOCKS_PER_N) * BLOCKS_PER_N)
+
+def _revenue(rng: np.random.Generator, reps: int, n: int, lift: float) -> Arr:
+    return (rng.random((reps, n)) < 0.1) * rng.lognormal(3.0, 1.0, (reps, n)) + lift
 
 
-def _revenue(rng: np.random.Generator, shape: tuple[int, int], lift: float) -> Arr:
-    return (rng.random(shape) < 0.1) * rng.lognormal(3.0, 1.0, shape) + lift
+def _clustered(rng: np.random.Generator, reps: int, n: int, lift: float) -> Arr:
+    k = rng.integers(1, 21, (reps, n))
+    return rng.normal(0.0, 1.0, (reps, n)) + rng.normal(0.0, 2.0, (reps, n)) / np.sqrt(k) + lift
 
 
-def _latency(rng: np.random.Generator, shape: tuple[int, int], lift: float) -> Arr:
-    return rng.lognormal(math.log(50.0), 0.5, shape) + lift
+REV_SD = math.sqrt(0.1 * math.exp(8.0) - (0.1 * math.exp(3.5)) ** 2)
+CLU_SD = math.sqrt(1.0 + 4.0 * np.mean(1.0 / np.arange(1, 21)))
+STREAMS = [Stream("binary 10%", 0.3, 0.01, None, 0.1),
+           Stream("revenue (heavy tail)", REV_SD, 0.1 * REV_SD, _revenue),
+           Stream("clustered (requests in users)", CLU_SD, 0.1 * CLU_SD, _clustered)]
 
 
-REVENUE_MEAN = 0.1 * math.exp(3.5)
-REVENUE_SD = math.sqrt(0.1 * math.exp(8.0) - REVENUE_MEAN**2)
-LATENCY_MEAN = 50.0 * math.exp(0.125)
-LATENCY_SD = LATENCY_MEAN * math.sqrt(math.exp(0.25) - 1.0)
-
-
-def metrics() -> list[Metric]:
-    return [
-        Metric("binary 10%", 0.1, math.sqrt(0.09), 0.01, _latency, binary_p=0.1),
-        Metric("revenue (heavy tail)", REVENUE_MEAN, REVENUE_SD, 0.1 * REVENUE_SD, _revenue),
-        Metric("latency (lognormal)", LATENCY_MEAN, LATENCY_SD, 0.1 * LATENCY_SD, _latency),
-    ]
-
-
-def block_sums(
-    m: Metric, rng: np.random.Generator, reps: int, lift: float
-) -> tuple[Arr, Arr, Arr]:
-    """Cumulative (n, sum, sum of squares) at the end of each of 2 x 100 blocks, one arm."""
-    b, nb = m.n_fixed // BLOCKS_PER_N, 2 * BLOCKS_PER_N
-    if m.binary_p is not None:
-        s = rng.binomial(b, m.binary_p + lift, (reps, nb)).astype(float)
-        ss = s
-    else:
-        x = m.draw(rng, (reps, nb * b), lift).reshape(reps, nb, b)
-        s, ss = x.sum(axis=2), np.square(x).sum(axis=2)
-    n = np.broadcast_to(np.arange(1, nb + 1, dtype=float) * b, (reps, nb))
-    return n, np.cumsum(s, axis=1), np.cumsum(ss, axis=1)
-
-
-def first_stop(reject: npt.NDArray[np.bool_], looks: npt.NDArray, horizon: int) -> npt.NDArray:
-    """Block index of the first rejecting look, or the horizon when none rejects."""
-    any_r = reject.any(axis=1)
-    idx = np.argmax(reject, axis=1)
-    return np.where(any_r, looks[idx], horizon)
-
-
-def designs(m: Metric) -> dict[tuple[str, int], tuple[npt.NDArray, Callable[..., npt.NDArray]]]:
-    """(method, looks) -> (look blocks, rule(diff, var, look_index) -> reject)."""
-    b = m.n_fixed // BLOCKS_PER_N
-    z = stats.norm.isf(ALPHA / 2)
-    tau2 = tau2_for_horizon(1.0 / fixed_information(m.mde, ALPHA, POWER), ALPHA)
-    out: dict[tuple[str, int], tuple[npt.NDArray, Callable[..., npt.NDArray]]] = {}
-
-    def grid(k: int, span: int) -> npt.NDArray:
-        blocks = np.unique(np.round(np.arange(1, k + 1) * span / k).astype(int))
-        return blocks[blocks * b >= MIN_N]
-
-    out[("fixed", 1)] = (np.array([BLOCKS_PER_N]), lambda d, v, i: np.abs(d) >= z * np.sqrt(v))
-    for k in LOOKS:
-        out[("naive", k)] = (grid(k, BLOCKS_PER_N), lambda d, v, i: np.abs(d) >= z * np.sqrt(v))
-        out[("msprt", k)] = (
-            grid(k, 2 * BLOCKS_PER_N), lambda d, v, i: msprt_reject(d, v, tau2, ALPHA)
-        )
-        for kind in ("obf", "pocock"):
-            span = int(round(inflation_factor(k, ALPHA, POWER, kind) * BLOCKS_PER_N))
-            looks = grid(k, span)
-            c = boundaries(looks / span, ALPHA, kind)
-            out[(f"gst-{kind}", k)] = (looks, lambda d, v, i, c=c: np.abs(d) >= c[i] * np.sqrt(v))
-        out[("gst-pocock+fut", k)] = _futility_design(k, grid, "pocock", "obf")
-        out[("gst-obf+fut", k)] = _futility_design(k, grid, "obf", "pocock")
+def schedules(n_fh: int) -> dict[str, list[tuple[int, int]]]:
+    """Cumulative (n champion, n challenger) per look; the last look carries the max information."""
+    infl = {k: futility_design(k, ALPHA, POWER, "pocock", "obf")[1] for k in (5, 10)}
+    out = {}
+    for name, fr in (("equal10", np.arange(1, 11) / 10), ("late5", [0.2, 0.7, 0.8, 0.9, 1.0])):
+        n = [max(2, round(f * infl[len(fr)] * n_fh)) for f in fr]
+        out[name] = [(x, x) for x in n]
+    shares, sizes = [0.05, 0.25, 0.5, 0.5, 0.5], [2000, 880, 440, 440, 440]
+    n0 = np.cumsum([s * (1 - f) for s, f in zip(sizes, shares, strict=True)])
+    n1 = np.cumsum([s * f for s, f in zip(sizes, shares, strict=True)])
+    scale = infl[5] * n_fh / 2 / (1 / (1 / n0[-1] + 1 / n1[-1]))  # info ~ 1/(1/n0 + 1/n1)
+    out["canary5"] = [(round(a * scale), round(b * scale)) for a, b in zip(n0, n1, strict=True)]
     return out
 
 
-def _futility_design(
-    k: int, grid: Callable[[int, int], npt.NDArray], eff: Spending, fut: Spending
-) -> tuple:
-    """Efficacy bounds ``eff`` plus non-binding futility ``fut`` (beta spending)."""
-    theta, infl = futility_design(k, ALPHA, POWER, eff, fut)
-    span = int(round(infl * BLOCKS_PER_N))
-    looks = grid(k, span)
-    fr = looks / span
-    c = boundaries(fr, ALPHA, eff)
-    low = futility_bounds(fr, c, 1 - POWER, fut, theta)
-    low = np.where(low >= c, -np.inf, low)
-    low[-1] = c[-1]
-
-    def rule(d: npt.NDArray, v: npt.NDArray, i: int) -> tuple[npt.NDArray, npt.NDArray]:
-        z = d / np.sqrt(v)
-        return np.abs(z) >= c[i], z <= low[i]
-
-    return looks, rule
+def arm_sums(s: Stream, rng: np.random.Generator, reps: int, ns: list[int], lift: float) -> tuple:
+    """Cumulative (sum, sum of squares) at each look's n, per replicate: arrays (reps, looks)."""
+    if s.binary_p is not None:
+        steps = np.diff([0, *ns])
+        x = np.cumsum(rng.binomial(steps, s.binary_p + lift, (reps, len(ns))), axis=1)
+        return x.astype(float), x.astype(float)
+    assert s.draw is not None
+    v = s.draw(rng, reps, ns[-1], lift)
+    idx = np.array(ns) - 1
+    return np.cumsum(v, axis=1)[:, idx], np.cumsum(v * v, axis=1)[:, idx]
 
 
-def evaluate(m: Metric, lift: float, reps: int, seed: int, chunk: int) -> dict:
-    """Run ``reps`` experiments; per design: share rejecting, share rejecting up, stop blocks."""
+def run_one(cfg: Config, sched: list[tuple[int, int]], sums: tuple, binary: bool) -> tuple:
+    """One experiment through the production decision: (significant, promoted, units used)."""
+    steps: list[dict] = []
+    (s0, q0), (s1, q1) = sums
+    for k, (n0, n1) in enumerate(sched, 1):
+        c, t = SampleMean(n0, s0[k - 1], q0[k - 1]), SampleMean(n1, s1[k - 1], q1[k - 1])
+        hist = info_fractions(steps).get("challenger", [])
+        eff = primary_test(cfg, c, t, binary, 1, k, hist, "challenger", len(sched),
+                           repeated_p=False)
+        cmp = holm([Comparison("challenger", eff)], ALPHA, cfg.analysis.method)[0]
+        steps.append({"decision": {"comparisons": [{"variant": "challenger",
+                                                    "effect": {"details": eff.details}}]}})
+        verdict = variant_verdict(effect_reasons(cmp, cfg.analysis.min_units_per_arm),
+                                  "challenger")
+        if verdict != "continue":
+            return cmp.effect.significant, verdict == "promote", n0 + n1
+    return False, False, sched[-1][0] + sched[-1][1]
+
+
+def simulate(cfg: Config, s: Stream, sched: list[tuple[int, int]], lift: float, reps: int,
+             seed: int) -> Arr:
     rng = np.random.default_rng(seed)
-    des = designs(m)
-    acc: dict = {key: ([], [], []) for key in des}
-    for start in range(0, reps, chunk):
-        r = min(chunk, reps - start)
-        n0, s0, ss0 = block_sums(m, rng, r, 0.0)
-        n1, s1, ss1 = block_sums(m, rng, r, lift)
-        d, v = diff_and_variance(n0, s0, ss0, n1, s1, ss1)
-        for key, (looks, rule) in des.items():
-            rej, fut = _apply(rule, d, v, looks)
-            halt = rej | fut
-            stop = first_stop(halt, looks, int(looks[-1]))
-            first = np.argmax(halt, axis=1)
-            rejected = halt.any(axis=1) & rej[np.arange(r), first]
-            up = rejected & (d[np.arange(r), looks[first] - 1] > 0)
-            acc[key][0].append(rejected)
-            acc[key][1].append(up)
-            acc[key][2].append(stop)
-    return {k: tuple(np.concatenate(x) for x in v) for k, v in acc.items()}
+    a0 = arm_sums(s, rng, reps, [n for n, _ in sched], 0.0)
+    a1 = arm_sums(s, rng, reps, [n for _, n in sched], lift)
+    out = [run_one(cfg, sched, ((a0[0][r], a0[1][r]), (a1[0][r], a1[1][r])),
+                   s.binary_p is not None) for r in range(reps)]
+    return np.array(out, dtype=float)
 
 
-def _apply(
-    rule: Callable[..., object], d: npt.NDArray, v: npt.NDArray, looks: npt.NDArray
-) -> tuple[npt.NDArray, npt.NDArray]:
-    """(rejects, futility stops), each (reps, looks); rules without futility never stop early."""
-    rej, fut = [], []
-    for i, j in enumerate(looks):
-        out = rule(d[:, j - 1], v[:, j - 1], i)
-        r, f = out if isinstance(out, tuple) else (out, np.zeros_like(out, dtype=bool))
-        rej.append(r)
-        fut.append(f)
-    return np.stack(rej, 1), np.stack(fut, 1)
-
-
-def cuped_reduction(rho: float, reps: int, n: int, seed: int) -> tuple[float, float]:
-    """(Monte Carlo variance ratio adjusted/raw of the lift estimate, mean reported reduction)."""
-    rng = np.random.default_rng(seed)
-    arms = []
-    for _ in range(2):
-        x = rng.standard_normal((reps, n))
-        y = rho * x + math.sqrt(1 - rho**2) * rng.standard_normal((reps, n))
-        arms.append((np.full(reps, n), y.sum(1), (y * y).sum(1), x.sum(1), (x * x).sum(1),
-                     (x * y).sum(1)))
-    _, ((a0, s0, ss0), (a1, s1, ss1)) = adjust_arrays(arms)
-    raw = arms[1][1] / n - arms[0][1] / n
-    adj = s1 / a1 - s0 / a0
-    _, v_adj = diff_and_variance(a0, s0, ss0, a1, s1, ss1)
-    _, v_raw = diff_and_variance(*(arms[0][:3]), *(arms[1][:3]))
-    return float(np.var(adj) / np.var(raw)), float(np.mean(1 - v_adj / v_raw))
+def config(s: Stream, method: str) -> Config:
+    kind = "binary" if s.binary_p is not None else "continuous"
+    analysis = {**METHODS[method], "mde": s.mde, "metric_type": kind, "alpha": ALPHA,
+                "power": POWER, "max_looks": 10}
+    return config_from_mapping({"analysis": analysis})
 
 
 def _row(cells: list[str]) -> str:
@@ -211,50 +137,33 @@ def _row(cells: list[str]) -> str:
 
 
 def report(quick: bool, seed: int) -> Iterator[str]:
-    """Yield the printed tables, line by line."""
-    reps_aa, reps_h1, chunk = (2_000, 1_000, 1_000) if quick else (20_000, 5_000, 1_000)
+    reps_aa, reps_h1 = (300, 100) if quick else (2000, 400)
     yield f"stats_sim: alpha={ALPHA}, power={POWER}, A/A reps={reps_aa}, H1 reps={reps_h1}"
-    for mi, m in enumerate(metrics()):
+    for si, s in enumerate(STREAMS):
+        n_fh = math.ceil(2 * s.sd**2 * fixed_information(s.mde, ALPHA, POWER))
         yield ""
-        yield (f"## {m.name}: mean={m.mean:.4g}, sd={m.sd:.4g}, MDE={m.mde:.4g}, "
-               f"fixed n/arm={m.n_fixed}")
-        aa = evaluate(m, 0.0, reps_aa, seed + 10 * mi, chunk)
-        yield "A/A false positive rate (95% upper bound):"
-        yield _row(["method", *[f"{k} look(s)" for k in LOOKS]])
-        yield _row(["---"] * (len(LOOKS) + 1))
-        for method in ("naive", "fixed", "msprt", "gst-obf", "gst-pocock", "gst-pocock+fut",
-                       "gst-obf+fut"):
-            cells = []
-            for k in LOOKS:
-                rej = aa[(method, 1 if method == "fixed" else k)][0]
-                hi = proportion_confint(int(rej.sum()), rej.size, alpha=0.05, method="beta")[1]
-                cells.append(f"{rej.mean():.2%} (<= {hi:.2%})")
-            yield _row([method, *cells])
-        for mult in (1, 2):
-            h1 = evaluate(m, mult * m.mde, reps_h1, seed + 10 * mi + mult, chunk)
-            yield f"lift = {mult} x MDE: power / median samples-to-decision (fraction of fixed n):"
-            yield _row(["method", "looks", "power", "median n / fixed n"])
-            yield _row(["---"] * 4)
-            for key in (("fixed", 1), ("naive", 10), ("msprt", 10), ("msprt", 100),
-                        ("gst-obf", 10), ("gst-obf", 100), ("gst-pocock", 10), ("gst-pocock", 100),
-                        ("gst-pocock+fut", 10), ("gst-pocock+fut", 100), ("gst-obf+fut", 10),
-                        ("gst-obf+fut", 100)):
-                _, up, stop = h1[key]
-                yield _row([key[0], str(key[1]), f"{up.mean():.1%}",
-                            f"{np.median(stop) / BLOCKS_PER_N:.2f}"])
-    yield ""
-    yield "## CUPED (x, y jointly normal, 2,000 units/arm)"
-    yield _row(["rho", "Var ratio adj/raw (MC)", "1 - rho^2", "reported reduction", "rho^2"])
-    yield _row(["---"] * 5)
-    for rho in (0.5, 0.7):
-        ratio, rep = cuped_reduction(rho, 500 if quick else 4000, 2000, seed + 99)
-        yield _row([f"{rho}", f"{ratio:.3f}", f"{1 - rho**2:.3f}", f"{rep:.3f}", f"{rho**2:.3f}"])
+        yield f"## {s.name}: sd={s.sd:.4g}, MDE={s.mde:.4g}, n_fh/arm={n_fh}"
+        yield _row(["schedule", "method", "A/A false decisions (95% upper)", "power @MDE",
+                    "median n/n_fh @MDE", "power @2MDE", "median n/n_fh @2MDE"])
+        yield _row(["---"] * 7)
+        for sn, sched in schedules(n_fh).items():
+            for mi, method in enumerate(METHODS):
+                if method == "gst-obf" and sn != "late5":
+                    continue
+                cfg, sd = config(s, method), seed + 1000 * si + 10 * mi
+                aa = simulate(cfg, s, sched, 0.0, reps_aa, sd)
+                hi = proportion_confint(int(aa[:, 0].sum()), reps_aa, 0.05, method="beta")[1]
+                cells = [sn, method, f"{aa[:, 0].mean():.2%} (<= {hi:.2%})"]
+                for mult in (1, 2):
+                    h1 = simulate(cfg, s, sched, mult * s.mde, reps_h1, sd + mult)
+                    cells += [f"{h1[:, 1].mean():.1%}", f"{np.median(h1[:, 2]) / (2 * n_fh):.2f}"]
+                yield _row(cells)
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m benchmarks stats_sim", description=__doc__)
-    ap.add_argument("--quick", action="store_true", help="fewer replicates (~10x faster)")
-    ap.add_argument("--seed", type=int, default=20261123)
+    ap.add_argument("--quick", action="store_true", help="fewer replicates")
+    ap.add_argument("--seed", type=int, default=20261201)
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     for line in report(args.quick, args.seed):
