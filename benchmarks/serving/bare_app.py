@@ -1,23 +1,76 @@
-"""Baseline (a): the thinnest FastAPI endpoint around the same model, for the serving benchmark.
+"""Baselines for the serving benchmark: the thinnest servers around the same model.
 
-It loads the registered model once, applies the same numpy rewrite the router uses, and turns
-the JSON features into one numpy row: no validation, routing, logging or metrics. The router's
-cost per request is measured against this in the same run.
+- ``bare``: a FastAPI endpoint that loads the registered model once, applies the same numpy
+  rewrite the router uses, and scores one JSON row per request: no validation, routing, logging
+  or metrics.
+- ``bare --batch``: the same with the simplest opportunistic batching (requests waiting while the
+  model runs are scored together), so the like-for-like figure against the router is visible.
+- ``ceiling``: a bare ASGI app answering a constant JSON: what one uvicorn worker can do at all.
 
-Run: python benchmarks/serving/bare_app.py --port 9001 --tracking-uri sqlite:///... --model-uri ...
+Run: python -m benchmarks.serving.bare_app --port 9001 [--model-uri URI --tracking-uri URI]
+[--batch | --ceiling]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+# FastAPI resolves the handlers' annotations from this module's globals.
 from fastapi import FastAPI, Request, Response  # noqa: E402 - after the env var, before sklearn
 
 
-def build(model_uri: str, tracking_uri: str) -> FastAPI:
+def ceiling_app() -> Any:
+    """Raw ASGI, constant answer: the ceiling of the HTTP stack itself."""
+    body = b'{"prediction":0.5}'
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        more = True
+        while more:
+            more = (await receive()).get("more_body", False)
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+class _Batcher:
+    """Score everything that queued while the previous call ran, in one model call."""
+
+    def __init__(self, score: Any):
+        self.score = score
+        self.pending: list[tuple[list[Any], asyncio.Future[float]]] = []
+        self.wake = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    async def submit(self, row: list[Any]) -> float:
+        if self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self.run())
+        fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self.pending.append((row, fut))
+        self.wake.set()
+        return await fut
+
+    async def run(self) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            while self.pending:
+                batch, self.pending = self.pending[:256], self.pending[256:]
+                probs = self.score([r for r, _ in batch])
+                for (_, fut), p in zip(batch, probs, strict=True):
+                    fut.set_result(float(p))
+                await asyncio.sleep(0)
+
+
+def build(model_uri: str, tracking_uri: str, batch: bool = False) -> Any:
     import mlflow
     import mlflow.sklearn
     import numpy as np
@@ -29,14 +82,19 @@ def build(model_uri: str, tracking_uri: str) -> FastAPI:
     model = mlflow.sklearn.load_model(model_uri)
     names = [str(n) for n in model.feature_names_in_]
     fast = numpy_ready(model, names)
+
+    def score(rows: list[list[Any]]) -> Any:
+        return fast.predict_proba(np.array(rows, dtype=object))[:, 1]
+
+    batcher = _Batcher(score) if batch else None
     app = FastAPI()
 
     @app.post("/predict")
     async def predict(request: Request) -> Response:
         feats = orjson.loads(await request.body())["features"]
-        row = np.array([[feats[c] for c in names]], dtype=object)
-        return Response(orjson.dumps({"prediction": float(fast.predict_proba(row)[0, 1])}),
-                        media_type="application/json")
+        row = [feats[c] for c in names]
+        p = await batcher.submit(row) if batcher else float(score([row])[0])
+        return Response(orjson.dumps({"prediction": p}), media_type="application/json")
 
     @app.get("/readyz")
     async def ready() -> Response:
@@ -50,8 +108,10 @@ if __name__ == "__main__":
 
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
-    p.add_argument("--model-uri", required=True)
-    p.add_argument("--tracking-uri", required=True)
+    p.add_argument("--model-uri")
+    p.add_argument("--tracking-uri")
+    p.add_argument("--batch", action="store_true")
+    p.add_argument("--ceiling", action="store_true")
     a = p.parse_args()
-    uvicorn.run(build(a.model_uri, a.tracking_uri), host="127.0.0.1", port=a.port,
-                log_level="warning", access_log=False)
+    app = ceiling_app() if a.ceiling else build(a.model_uri, a.tracking_uri, a.batch)
+    uvicorn.run(app, host="127.0.0.1", port=a.port, log_level="warning", access_log=False)

@@ -1,0 +1,119 @@
+"""Printing of the serving benchmark: per-run lines, median tables, ratios and the issue's goals.
+
+``Tee`` writes everything printed to ``benchmarks/results/serving-<UTC date-time>.txt`` too, with
+the date, the command, the commit and ``uptime``'s load average at the start and at the end.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import statistics as st
+import subprocess
+from pathlib import Path
+
+from benchmarks.serving.loadgen import LITTLE_TOLERANCE, Result
+
+Results = dict[tuple[str, int], list[Result]]
+
+
+def _uptime() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=5).stdout.strip()
+    except OSError:
+        return "load average: {:.2f}, {:.2f}, {:.2f}".format(*os.getloadavg())
+
+
+class Tee:
+    """Print and append to the run's results file (none when ``directory`` is empty)."""
+
+    def __init__(self, directory: str, name: str, argv: list[str]):
+        self.path: Path | None = None
+        self._f = None
+        if directory:
+            stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d-%H%M")
+            self.path = Path(directory) / f"{name}-{stamp}.txt"
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._f = open(self.path, "w")  # noqa: SIM115 - closed in close()
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, cwd=Path(__file__).parent).stdout.strip()
+        self.print(f"# python -m benchmarks {name} {' '.join(argv)}".rstrip())
+        self.print(f"# {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, commit {commit or '?'}, "
+                   f"{os.cpu_count()} cpus")
+        self.print(f"# start: {_uptime()}")
+
+    def print(self, text: str) -> None:
+        print(text, flush=True)
+        if self._f is not None:
+            self._f.write(text + "\n")
+            self._f.flush()
+
+    def close(self) -> None:
+        self.print(f"# end: {_uptime()}")
+        if self._f is not None:
+            self._f.close()
+            print(f"written: {self.path}")
+
+
+def line(name: str, r: Result) -> str:
+    flag = "" if r.ok else "   <-- FAILS CHECK" + (
+        f" (non2xx={r.non_2xx} errors={r.errors})" if r.non_2xx or r.errors else "")
+    return (f"  {name:<16} c={r.connections:<3} {r.rps:8.1f} req/s  mean {r.mean_ms:7.2f}  "
+            f"p50 {r.p50_ms:7.2f}  p99 {r.p99_ms:7.2f}  p99.9 {r.p999_ms:7.2f}  "
+            f"max {r.max_ms:7.1f} ms  little {r.little:4.2f}  CPU {r.cpu_ms:5.2f} ms/req  "
+            f"client {r.client_cpu_ms:4.2f}  n={r.requests}{flag}")
+
+
+def median(rs: list[Result]) -> Result:
+    """Per-field median over rounds (single rounds swing on a shared machine)."""
+    def m(f: str) -> float:
+        return float(st.median(getattr(r, f) for r in rs))
+
+    return Result(rs[0].connections, m("rps"), m("mean_ms"), m("p50_ms"), m("p99_ms"),
+                  m("p999_ms"), max(r.max_ms for r in rs), sum(r.requests for r in rs),
+                  sum(r.non_2xx for r in rs), sum(r.errors for r in rs), m("client_cpu_ms"),
+                  m("cpu_ms"))
+
+
+def tables(res: Results, names: list[str], levels: list[int]) -> str:
+    lo, hi = LITTLE_TOLERANCE
+    out = [f"medians over rounds (little = mean latency x req/s / connections; ok in "
+           f"[{lo}, {hi}]):"]
+    for level in levels:
+        for n in names:
+            if (n, level) in res:
+                out.append(line(n, median(res[(n, level)])))
+    bad = [f"{n}@{c}" for (n, c), rs in res.items() if not all(r.ok for r in rs)]
+    verdict = "all runs pass" if not bad else "FAILED in " + ", ".join(bad)
+    out.append(f"closed-loop check: {verdict}")
+    return "\n".join(out)
+
+
+def _ratio(res: Results, a: str, b: str, level: int) -> tuple[float, float] | None:
+    if (a, level) not in res or (b, level) not in res:
+        return None
+    ra, rb = median(res[(a, level)]), median(res[(b, level)])
+    return ra.rps / max(rb.rps, 1e-9), ra.p99_ms - rb.p99_ms
+
+
+def goals(res: Results, levels: list[int]) -> str:
+    """Issue 15's goals for the router (abx), each marked met or MISSED."""
+    want = [("bare", None), ("bare_batch", None), ("abx_plain", None), ("mlflow", 10.0),
+            ("mlserver", 1.0), ("bentoml", 1.0), ("ceiling", 1 / 3)]
+    out = ["ratios (abx = the router as shipped; throughput x, p99 difference in ms):"]
+    for other, target in want:
+        for level in levels:
+            r = _ratio(res, "abx", other, level)
+            if r is None:
+                continue
+            goal = target
+            if other == "bare":
+                goal = 1.0 if level == 1 else 2.0
+            verdict = ""
+            if goal is not None:
+                met = r[0] >= goal and (other in ("mlflow", "ceiling") or r[1] <= 0.0)
+                p99_part = "" if other in ("mlflow", "ceiling") else " and p99 no worse"
+                verdict = f"  goal >= {goal:.2f}x{p99_part}: {'met' if met else 'MISSED'}"
+            out.append(f"  abx / {other:<10} c={level:<3} throughput {r[0]:6.2f}x   "
+                       f"p99 {r[1]:+8.2f} ms{verdict}")
+    return "\n".join(out)
