@@ -109,6 +109,9 @@ class RegistryConfig(_Section):
     model_name: str = Field("abx-model", min_length=1)
     gate_metric: Literal["roc_auc", "log_loss", "accuracy"] = "roc_auc"
     gate_margin: float = 0.0
+    # Convert the registered pipeline to ONNX Runtime / treelite (pipeline_components/compiled.py).
+    compile: bool = True
+    compile_tolerance: float = Field(1e-5, ge=0.0)  # max |P_compiled - P_sklearn| on the holdout
 
 
 # --------------------------------------------------------------------------- serving / canary

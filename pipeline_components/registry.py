@@ -154,6 +154,9 @@ def register_best(cfg: Config, results: list[dict[str, Any]] | None = None) -> d
     name = cfg.registry.model_name
     existing = _client_version(client, cfg)
     version = str(existing.version) if existing else _create_version(client, cfg, results)
+    from pipeline_components.compiled import compile_version  # ONNX/treelite beside the model
+
+    compile_version(cfg, version)
     mv = client.get_model_version(name, version)
     if not concluded(mv.tags, cfg.experiment.id):  # a finished experiment's aliases stay put
         client.set_registered_model_alias(name, CHALLENGER, version)
