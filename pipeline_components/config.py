@@ -146,6 +146,7 @@ class ServingConfig(_Section):
     shutdown_grace_s: float = Field(30.0, ge=3.0, le=3600.0)
     # Coalesce concurrent /predict calls into one model call per variant (serving/batcher.py).
     micro_batch: bool = True
+    gc_freeze: bool = True  # gc.freeze() after loading: no full-heap collection pauses
     backend: Literal["local", "docker"] = "local"
     guardrails: GuardrailConfig = GuardrailConfig()
 

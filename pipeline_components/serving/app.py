@@ -22,6 +22,7 @@ from pipeline_components.config import Config
 from pipeline_components.serving.admin import admin
 from pipeline_components.serving.api import router as api_router
 from pipeline_components.serving.batcher import MicroBatcher
+from pipeline_components.serving.heap import GcWatch, freeze_loaded_heap
 from pipeline_components.serving.router import Router
 from pipeline_components.serving.spool import Spool
 from pipeline_components.serving.variants import default_variants
@@ -82,10 +83,18 @@ def create_app(cfg: Config, variants: Mapping[str, str] | None = None) -> FastAP
         rt = Router(cfg, uris, writer.start())
         app.state.router = rt
         app.state.batcher = MicroBatcher(rt, s.max_batch) if s.micro_batch else None
-        threading.Thread(target=rt.load, name="abx-load", daemon=True).start()
+        app.state.gc = GcWatch().install()
+
+        def load() -> None:
+            rt.load()
+            if rt.ready and s.gc_freeze:  # the loaded heap is never garbage: stop rescanning it
+                freeze_loaded_heap()
+
+        threading.Thread(target=load, name="abx-load", daemon=True).start()
         try:
             yield
         finally:
+            app.state.gc.uninstall()
             deadline = time.monotonic() + shutdown_budget(s.shutdown_grace_s)[1]
             if app.state.batcher is not None:
                 await app.state.batcher.close()
