@@ -207,6 +207,7 @@ class AnalysisConfig(_Section):
     min_units_per_arm: int = Field(100, ge=2)
     error_rate_margin: float = Field(0.01, ge=0.0)
     latency_margin_ms: float = Field(20.0, ge=0.0)
+    cluster_column: str | None = None  # feature key naming each unit's cluster (cluster-robust)
     drift: DriftConfig = DriftConfig()
 
 

@@ -10,6 +10,7 @@ from statsmodels.stats.multitest import multipletests
 
 from pipeline_components.aliases import CHAMPION
 from pipeline_components.analysis import codes
+from pipeline_components.analysis.clusters import cluster_robust_arms
 from pipeline_components.analysis.cuped import CupedResult, cuped
 from pipeline_components.analysis.decision import Comparison
 from pipeline_components.analysis.fixed import (
@@ -115,13 +116,18 @@ def compare_all(
     max_looks: int | None = None,
 ) -> list[Comparison]:
     """One Comparison per challenger against the champion, Holm-adjusted across challengers."""
-    with_x = attach_covariate(unit_values, covariates, cfg) if cfg.analysis.cuped else None
-    binary = cfg.analysis.metric_type == "binary" and _is_binary(unit_values["value"])
+    clustered = "cluster" in unit_values.columns  # cluster-robust variance, no CUPED
+    use_cuped = cfg.analysis.cuped and not clustered
+    with_x = attach_covariate(unit_values, covariates, cfg) if use_cuped else None
+    binary = (cfg.analysis.metric_type == "binary" and _is_binary(unit_values["value"])
+              and not clustered)
     ctrl = unit_values[unit_values["variant"] == CONTROL]["value"]
     out = []
     for name in challengers:
         treat = unit_values[unit_values["variant"] == name]["value"]
         c, t = SampleMean.from_values(ctrl), SampleMean.from_values(treat)
+        if clustered:
+            c, t = cluster_robust_arms(unit_values, name)
         fixed_ref = (proportion_test if binary else welch_test)(c, t, cfg.analysis.alpha,
                                                               (CONTROL, name))
         adj = _cuped_for(with_x, name)

@@ -56,13 +56,17 @@ def plan(
     looks: int = 10,
     spending: Spending = "obf",
     futility: Spending | None = None,
+    design_effect: float = 1.0,
 ) -> Plan:
     """Sample size per arm for lift ``mde`` (absolute) on a rate ``baseline`` or a mean with ``sd``.
 
     ``ratio`` is n_treatment / n_control (a 95/5 canary is ratio 5/95). n_control solves
     var0/n0 + var1/(ratio n0) = 1/I_fixed, with var = p(1-p) at the baseline and at baseline+mde
     for rates and sd^2 for means: the information the tests monitor (``fixed_information``).
+    ``design_effect`` (1 + (m - 1) ICC for clusters of m units) multiplies the units needed.
     """
+    if design_effect < 1:
+        raise ValueError(f"design_effect must be >= 1, got {design_effect}")
     if metric_type == "binary":
         if not 0 < baseline < 1 or not 0 < baseline + mde < 1:
             raise ValueError(f"baseline {baseline} and baseline+mde must be rates in (0, 1)")
@@ -75,7 +79,7 @@ def plan(
         var0 = var1 = sd**2
     if ratio <= 0:
         raise ValueError(f"ratio must be > 0, got {ratio}")
-    n0 = fixed_information(mde, alpha, power) * (var0 + var1 / ratio)
+    n0 = fixed_information(mde, alpha, power) * (var0 + var1 / ratio) * design_effect
     if futility:
         infl = futility_design(looks, alpha, power, spending, futility)[1]
     else:

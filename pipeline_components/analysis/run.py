@@ -15,6 +15,7 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from pipeline_components.analysis import reasons as rs
+from pipeline_components.analysis.clusters import attach_clusters, cluster_counts, unit_clusters
 from pipeline_components.analysis.decision import (
     Decision,
     Reason,
@@ -87,9 +88,16 @@ def guardrails(cfg: Config, prep: Prepared, variant: str, look: int = 1) -> list
 
 
 def srm_check(
-    prep: Prepared, weights: dict[str, float], since: float | None, cfg: Config
+    prep: Prepared, weights: dict[str, float], since: float | None, cfg: Config,
+    clusters: pd.Series | None = None,
 ) -> SrmResult:
+    """Units per variant against the weights; clusters when whole clusters were randomised."""
     units = prep.assignment
+    if clusters is not None:
+        tagged = attach_clusters(units, clusters)
+        first = tagged.sort_values("first_ts").drop_duplicates("cluster")
+        if cluster_counts(tagged) is not None:
+            units = first
     if since is not None:
         units = units[units["first_ts"] >= since]
     counts = units["variant"].value_counts().to_dict()
@@ -147,9 +155,13 @@ def analyze_frames(
     variants = [CONTROL, *sorted((seen | {k for k, w in expected_weights.items() if w > 0})
                                  - {CONTROL})]
     challengers = [v for v in variants if v != CONTROL]
-    srm = srm_check(prep, expected_weights, srm_since_ts, cfg)
+    clusters = None
+    if a.cluster_column:
+        clusters = unit_clusters(prep.served, live_features(prep.served), a.cluster_column)
+    srm = srm_check(prep, expected_weights, srm_since_ts, cfg, clusters)
     shadow = shadow_check(cfg, prep)
-    comparisons = compare_all(cfg, prep.unit_values, challengers, look=look,
+    values = prep.unit_values if clusters is None else attach_clusters(prep.unit_values, clusters)
+    comparisons = compare_all(cfg, values, challengers, look=look,
                               covariates=covariates, previous_fractions=previous_fractions,
                               max_looks=max_looks)
     drift = drift_check(cfg, prep, reference, variants)

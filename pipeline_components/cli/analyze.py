@@ -167,6 +167,8 @@ def plan_cmd(
     power: Annotated[float | None, typer.Option(help="Power at the MDE.")] = None,
     ratio: Annotated[float, typer.Option(help="n_challenger / n_champion.")] = 1.0,
     sd: Annotated[float | None, typer.Option(help="Std. dev. (continuous metric).")] = None,
+    design_effect: Annotated[float, typer.Option(
+        help="Clusters: 1 + (units per cluster - 1) x ICC.")] = 1.0,
 ) -> None:
     """Sample size per arm for a baseline, MDE, alpha and power (defaults: params analysis.*)."""
     from pipeline_components.analysis import plan
@@ -177,7 +179,8 @@ def plan_cmd(
         p = plan(baseline if baseline is not None else a.baseline_rate, mde or a.mde,
                  alpha or a.alpha, power or a.power, ratio=ratio, metric_type=kind, sd=sd,
                  looks=a.max_looks, spending=a.gst_spending,
-                 futility=None if a.gst_futility == "none" else a.gst_futility)
+                 futility=None if a.gst_futility == "none" else a.gst_futility,
+                 design_effect=design_effect)
     except ValueError as exc:
         raise ConfigError(f"abx plan: {exc}") from exc
     t = Table("design", "champion n", "challenger n", "total", title=(
