@@ -144,10 +144,13 @@ class ServingConfig(_Section):
     wal_fsync: bool = False  # durable + fsync each write (survives a machine crash, costs more)
     # SIGTERM -> SIGKILL budget of the backend; the router fits its drain inside it.
     shutdown_grace_s: float = Field(30.0, ge=3.0, le=3600.0)
-    # Coalesce concurrent /predict calls into one model call per variant (serving/batcher.py).
+    # Coalesce concurrent /predict calls into one model call per variant (serving/workers.py).
     micro_batch: bool = True
     gc_freeze: bool = True  # gc.freeze() after loading: no full-heap collection pauses
     backend: Literal["local", "docker"] = "local"
+    # Per model call, queueing included; a slower challenger falls back to the champion's answer.
+    model_timeout_s: float = Field(2.0, gt=0.0)
+    variant_timeouts_s: dict[str, float] = Field(default_factory=dict)  # per-variant override
     guardrails: GuardrailConfig = GuardrailConfig()
 
     @field_validator("weights")
@@ -224,6 +227,7 @@ class FaultsConfig(_Section):
     """Fault injection for tests and demos only (read through pipeline_components.faults)."""
 
     challenger_failure_rate: float = Field(0.0, ge=0.0, le=1.0)
+    challenger_delay_s: float = Field(0.0, ge=0.0)  # non-champion model calls sleep first
     fail_canary: bool = False
 
 

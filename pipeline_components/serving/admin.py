@@ -36,8 +36,6 @@ admin = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)])
 @admin.get("/status")
 async def status(request: Request) -> Response:
     st = get_router(request).status()
-    b = request.app.state.batcher
-    st["micro_batch"] = {"calls": b.calls, "requests": b.requests} if b is not None else None
     st["gc"] = request.app.state.gc.status() if hasattr(request.app.state, "gc") else None
     return json_response(st)
 

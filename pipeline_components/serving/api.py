@@ -1,9 +1,9 @@
 """Public routes: /predict, /feedback, /healthz, /readyz, /metrics, /info.
 
 Handlers read the raw body once (size-checked), parse it with pydantic from bytes, check the
-features against the loaded spec, and call the ``Router``. Local sklearn variants are scored
-inline on the event loop (one ~1 ms call; a thread hop costs more than it saves on 1-2 cores);
-remote variants go through the threadpool. Every rejection is a 4xx naming the field.
+features against the loaded spec, and await the ``Router``, which scores every variant in its own
+worker thread (serving/workers.py), never on the event loop. Every rejection is a 4xx naming the
+field.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 import orjson
 from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, ValidationError
-from starlette.concurrency import run_in_threadpool
 
 from pipeline_components.serving.router import Router
 from pipeline_components.serving.schemas import (
@@ -105,13 +104,7 @@ async def predict(request: Request) -> Response:
                                f"(have {sorted(rt.variants)})")
     admit(rt, len(instances) * (len(rt.variants) if rt.shadow else 1))
     rows: list[tuple[str, Mapping[str, Any]]] = [(i.unit_id, i.features) for i in instances]
-    batcher = request.app.state.batcher
-    if rt.has_remote:
-        answers = await run_in_threadpool(rt.predict, rows, forced)
-    elif batcher is not None:
-        answers = await batcher.submit(rows, forced)
-    else:
-        answers = rt.predict(rows, forced)
+    answers = await rt.predict(rows, forced)
     for a in answers:
         del a["latency_ms"]
     if batch:

@@ -21,7 +21,6 @@ from fastapi import FastAPI
 from pipeline_components.config import Config
 from pipeline_components.serving.admin import admin
 from pipeline_components.serving.api import router as api_router
-from pipeline_components.serving.batcher import MicroBatcher
 from pipeline_components.serving.heap import GcWatch, freeze_loaded_heap
 from pipeline_components.serving.router import Router
 from pipeline_components.serving.spool import Spool
@@ -82,7 +81,6 @@ def create_app(cfg: Config, variants: Mapping[str, str] | None = None) -> FastAP
                              s.writer_max_pending, spool=spool, durable=s.durable)
         rt = Router(cfg, uris, writer.start())
         app.state.router = rt
-        app.state.batcher = MicroBatcher(rt, s.max_batch) if s.micro_batch else None
         app.state.gc = GcWatch().install()
 
         def load() -> None:
@@ -96,8 +94,6 @@ def create_app(cfg: Config, variants: Mapping[str, str] | None = None) -> FastAP
         finally:
             app.state.gc.uninstall()
             deadline = time.monotonic() + shutdown_budget(s.shutdown_grace_s)[1]
-            if app.state.batcher is not None:
-                await app.state.batcher.close()
             rt.close(deadline)
             log.info("router stopped; rows written: %s", writer.written)
 

@@ -8,6 +8,7 @@ parses, calls one method and serialises.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
@@ -16,6 +17,8 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from pipeline_components.config import Config
 from pipeline_components.faults import variant_fault
 from pipeline_components.serving.breaker import Breaker, Trip
@@ -23,6 +26,7 @@ from pipeline_components.serving.metrics import Metrics
 from pipeline_components.serving.routing import CHAMPION, RoutingTable, bucket
 from pipeline_components.serving.shadow import ShadowScorer
 from pipeline_components.serving.variants import Variant, load_variant
+from pipeline_components.serving.workers import VariantWorker
 from pipeline_components.serving.writer import BatchWriter
 
 log = logging.getLogger("abx.serving")
@@ -48,6 +52,7 @@ class Router:
         self.categorical: frozenset[str] = frozenset()
         self.has_remote = False
         self._fault = variant_fault(cfg)  # None unless tests/demos turn faults on
+        self._workers: dict[str, VariantWorker] = {}
         self._admin_lock = threading.Lock()
         self.counts: dict[str, Counter[str]] = defaultdict(Counter)
         weights = {n: w for n, w in cfg.serving.weights.items() if n in variants}
@@ -77,6 +82,8 @@ class Router:
         self.names, self.categorical = frozenset(names), frozenset(cats)
         self.has_remote = any(v.is_remote for v in loaded.values())
         self.variants = loaded
+        for v in loaded.values():
+            self.worker(v)
         self.metrics.set_weights(self.table.as_dict(), self.breaker.tripped)
         if self.shadow:
             self.shadow_scorer.start()
@@ -84,6 +91,8 @@ class Router:
     def close(self, deadline: float | None = None) -> None:
         """Drain the shadow queue, then the writer, both before ``deadline`` (monotonic)."""
         deadline = time.monotonic() + 30.0 if deadline is None else deadline
+        for w in self._workers.values():
+            w.close()
         self.shadow_scorer.close(max(0.0, (deadline - time.monotonic()) / 2))
         self.writer.close(max(0.0, deadline - time.monotonic()))
 
@@ -95,86 +104,85 @@ class Router:
             return CHAMPION
         return self.table.pick(bucket(unit_id, self.salt))
 
-    def call(self, variant: Variant, feats: list[Mapping[str, Any]]) -> tuple[list[float], float]:
-        """Score one group on one variant; returns (predictions, latency ms). May raise."""
-        t0 = time.perf_counter()
+    def call(self, variant: Variant, feats: list[Mapping[str, Any]]) -> np.ndarray:
+        """The one place a variant's model is called: a variant worker's thread (or the shadow
+        thread) hands it the rows of one coalesced call. May raise."""
         if self._fault is not None:
             self._fault(variant.name)
-        out = variant.predict(feats).tolist()
-        return out, (time.perf_counter() - t0) * 1000.0
+        return variant.predict(feats)
 
-    def predict(self, rows: list[tuple[str, Mapping[str, Any]]], forced: str | None) -> list[dict]:
-        """Assign, score, fall back, log and return one answer per row (one request)."""
-        return self.predict_many([(rows, forced)])[0]
+    def worker(self, var: Variant) -> VariantWorker:
+        """The variant's worker (a new one when the variant object was swapped)."""
+        w = self._workers.get(var.name)
+        if w is None or w.variant is not var:
+            if w is not None:
+                w.close()
+            s = self.cfg.serving
+            w = VariantWorker(var, self.call, s.variant_timeouts_s.get(var.name, s.model_timeout_s),
+                              s.max_batch, coalesce=s.micro_batch)
+            self._workers[var.name] = w
+        return w
 
-    def predict_many(
-        self, requests: list[tuple[list[tuple[str, Mapping[str, Any]]], str | None]]
-    ) -> list[list[dict]]:
-        """Score several requests at once: one model call per variant for all their rows.
+    async def predict(self, rows: list[tuple[str, Mapping[str, Any]]],
+                      forced: str | None) -> list[dict]:
+        """Assign, score (off the loop, per variant), fall back, log; one answer per row.
 
-        sklearn's per-call overhead dwarfs the per-row math, so coalescing concurrent requests
-        (serving.micro_batch) is where throughput comes from; answers are split back per request.
+        Each variant group of the request awaits only its own variant's worker, so a request
+        whose rows all go to the champion never waits for a challenger.
         """
-        flat = [row for rows, _ in requests for row in rows]
-        groups: dict[str, list[int]] = defaultdict(list)
-        forced_rows: set[int] = set()
-        i = 0
-        for rows, forced in requests:
-            for unit_id, _ in rows:
-                groups[self.assign(unit_id, forced)].append(i)
-                if forced is not None:
-                    forced_rows.add(i)
-                i += 1
-        answers: list[dict] = [{}] * len(flat)
         now = time.time()
-        for name, idx in groups.items():
-            feats = [flat[i][1] for i in idx]
-            for i, ans in zip(idx, self._score_group(name, feats), strict=True):
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i, (unit_id, _) in enumerate(rows):
+            groups[self.assign(unit_id, forced)].append(i)
+        jobs = [self._score_group(name, [rows[i][1] for i in idx]) for name, idx in groups.items()]
+        results = [await jobs[0]] if len(jobs) == 1 else await asyncio.gather(*jobs)
+        answers: list[dict] = [{}] * len(rows)
+        for idx, group in zip(groups.values(), results, strict=True):
+            for i, ans in zip(idx, group, strict=True):
                 ans["request_id"] = os.urandom(16).hex()
                 answers[i] = ans
-                self._log(now, flat[i], ans, served=True, forced=i in forced_rows)
+                self._log(now, rows[i], ans, served=True, forced=forced is not None)
         if self.shadow:
-            self.shadow_scorer.submit(flat, answers, now)
-        out, start = [], 0
-        for rows, _ in requests:
-            out.append(answers[start:start + len(rows)])
-            start += len(rows)
-        return out
+            self.shadow_scorer.submit(rows, answers, now)
+        return answers
 
-    def _score_group(self, name: str, feats: list[Mapping[str, Any]]) -> list[dict]:
+    async def _score_group(self, name: str, feats: list[Mapping[str, Any]]) -> list[dict]:
+        """Score one request's rows of one variant; latency is this request's own wait."""
         var = self.variants[name]
         champ = self.variants[CHAMPION]
+        t0 = time.perf_counter()
         try:
-            preds, ms = self.call(var, feats)
+            preds = await self.worker(var).score(feats)
             status, version = "ok", var.model_version
-        except Exception as exc:
-            self._record_error(var, exc, len(feats))
+        except Exception as exc:  # model error, timeout or a stuck variant: fall back
+            self._record_error(var, exc, len(feats), (time.perf_counter() - t0) * 1000.0)
             if name == CHAMPION:
                 return [self._answer(None, name, champ.model_version, 0.0, "error") for _ in feats]
             try:
-                preds, ms = self.call(champ, feats)
+                preds = await self.worker(champ).score(feats)
                 status, version = "fallback", champ.model_version
             except Exception as exc2:
-                self._record_error(champ, exc2, len(feats))
+                self._record_error(champ, exc2, len(feats), 0.0)
                 return [self._answer(None, name, var.model_version, 0.0, "error") for _ in feats]
-        else:
-            if name != CHAMPION:
-                for _ in feats:
-                    self._breaker_record(False, ms)
-        return [self._answer(p, name, version, ms, status) for p in preds]
+        ms = (time.perf_counter() - t0) * 1000.0
+        if status == "ok" and name != CHAMPION:
+            for _ in feats:
+                self._breaker_record(False, ms)
+        return [self._answer(float(p), name, version, ms, status) for p in preds]
 
     @staticmethod
     def _answer(p: float | None, name: str, version: str, ms: float, status: str) -> dict:
         return {"prediction": p, "variant": name, "model_version": version,
                 "latency_ms": ms, "status": status}
 
-    def _record_error(self, var: Variant, exc: Exception, n: int) -> None:
-        log.warning("variant %s failed on %d rows: %s", var.name, n, exc)
+    def _record_error(self, var: Variant, exc: Exception, n: int, ms: float = 0.0) -> None:
+        log.warning("variant %s failed on %d rows: %s: %s", var.name, n, type(exc).__name__,
+                    str(exc)[:200])
         self.metrics.error(var.name, var.model_version)
         self.counts[var.name]["errors"] += n
         if var.name != CHAMPION:
             for _ in range(n):
-                self._breaker_record(True, 0.0)
+                self._breaker_record(True, ms)
 
     def _log(
         self, now: float, row: tuple[str, Mapping[str, Any]], ans: dict, served: bool,
@@ -251,6 +259,9 @@ class Router:
             "counts": {k: dict(v) for k, v in self.counts.items()},
             "rows_written": dict(self.writer.written),
             "pending_rows": self.writer.pending(),
+            "micro_batch": {"calls": sum(w.calls for w in self._workers.values()),
+                            "requests": sum(w.requests for w in self._workers.values())},
+            "timeouts": {n: w.timeouts for n, w in self._workers.items()},
             "writer": {"dead_letters": self.writer.dead_lettered, "replayed": self.writer.replayed,
                        "failures": self.writer.failures, "durable": self.writer.durable,
                        "max_pending": self.writer.max_pending},

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,9 @@ class ShadowScorer:
     def submit(self, rows: list[tuple[str, Mapping[str, Any]]], answers: list[dict],
                now: float) -> None:
         if self.router.breaker.tripped:  # a tripped challenger is not worth the CPU
+            return
+        if not self.router.writer.has_room(len(rows)):  # the log is backed up: shadow yields
+            self.dropped += len(rows)
             return
         for row, ans in zip(rows, answers, strict=True):
             try:
@@ -68,14 +72,16 @@ class ShadowScorer:
         for name, var in r.variants.items():
             if name == CHAMPION:
                 continue
+            t0 = time.perf_counter()
             try:
-                preds, ms = r.call(var, feats)
+                preds = r.call(var, feats).tolist()
+                ms = (time.perf_counter() - t0) * 1000.0
                 status = "ok"
                 for _ in batch:
                     r._breaker_record(False, ms)
             except Exception as exc:
                 r._record_error(var, exc, len(batch))
-                preds, ms, status = [None] * len(batch), 0.0, "error"  # type: ignore[list-item]
+                preds, ms, status = [None] * len(batch), 0.0, "error"
             for (row, req_id, ts), p in zip(batch, preds, strict=True):
                 ans = {"prediction": p, "variant": name, "model_version": var.model_version,
                        "latency_ms": ms, "status": status, "request_id": req_id}

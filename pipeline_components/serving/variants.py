@@ -60,15 +60,23 @@ class Variant:
         """P(positive) for each feature mapping (already validated by the caller)."""
         if self.remote_url is not None:
             return self._predict_remote(rows)
+        return self.score(self.matrix(rows))
+
+    def matrix(self, rows: Sequence[Mapping[str, Any]]) -> Any:
+        """The rows as the model's input: a numpy batch in the trained column order (float64
+        when every feature is numeric, else object), or a DataFrame on the fallback path."""
         names = self.spec.names
         if self.path == "dataframe":
             import pandas as pd
 
-            x: Any = pd.DataFrame([[r[c] for c in names] for r in rows], columns=list(names))
-        elif self.spec.all_numeric:
-            x = np.array([[r[c] for c in names] for r in rows], dtype=np.float64)
-        else:
-            x = np.array([[r[c] for c in names] for r in rows], dtype=object)
+            return pd.DataFrame([[r[c] for c in names] for r in rows], columns=list(names))
+        if self.spec.all_numeric:
+            return np.array([[r[c] for c in names] for r in rows], dtype=np.float64)
+        return np.array([[r[c] for c in names] for r in rows], dtype=object)
+
+    def score(self, x: Any) -> np.ndarray:
+        """The model call on a batch: P(positive) per row. The seam for another runtime
+        (e.g. a compiled model): replace ``model``/this method, keep ``matrix``'s input."""
         return self.model.predict_proba(x)[:, self._pos]
 
     def _predict_remote(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:

@@ -128,7 +128,8 @@ from pipeline_components.serving.spool import Spool
 from pipeline_components.serving.writer import BatchWriter
 from pipeline_components.store import make_engine
 url, spool, n = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
-w = BatchWriter(make_engine(url), flush_interval_s=3600, spool=Spool.open(spool), durable=True)
+w = BatchWriter(make_engine(url), flush_interval_s=3600, flush_max_rows=10**6,
+                spool=Spool.open(spool), durable=True)
 w.start()
 w._prune = lambda seq: None  # crash window: committed rows still in the spool
 row = lambda i: {"experiment_id": "k", "ts": 1.0, "request_id": f"r{i}", "unit_id": f"u{i}",
