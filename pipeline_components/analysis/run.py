@@ -35,6 +35,7 @@ from pipeline_components.analysis.quality import model_quality
 from pipeline_components.analysis.shadow import ShadowResult, shadow_compare
 from pipeline_components.analysis.srm import SrmResult, srm_test
 from pipeline_components.config import Config
+from pipeline_components.errors import AnalysisError
 
 _FAILED = ("error", "fallback")
 
@@ -192,14 +193,36 @@ def analyze(
     reference: pd.DataFrame | None = None, engine: Engine | None = None,
     previous_fractions: History = None, max_looks: int | None = None,
 ) -> Decision:
-    """Read ``cfg.store_url`` for ``cfg.experiment.id`` and analyse it (see ``analyze_frames``)."""
+    """Read ``cfg.store_url`` for ``cfg.experiment.id`` and analyse it (see ``analyze_frames``).
+
+    Raises:
+        AnalysisError: the store holds no prediction of this experiment id (a typo, or the
+            canary never ran): an empty analysis would read as a harmless "continue".
+    """
     from pipeline_components.store import feedback, make_engine, predictions, read_frame
 
     eng = engine if engine is not None else make_engine(cfg.store_url)
     preds = read_frame(eng, predictions, cfg.experiment.id)
+    if preds.empty:
+        raise AnalysisError(unknown_experiment_message(eng, cfg.experiment.id))
     fb = read_frame(eng, feedback, cfg.experiment.id)
     return analyze_frames(
         cfg, preds, fb, expected_weights=expected_weights, look=look, srm_since_ts=srm_since_ts,
         covariates=covariates, reference=reference, previous_fractions=previous_fractions,
         max_looks=max_looks,
     )
+
+
+def unknown_experiment_message(eng: Engine, experiment_id: str) -> str:
+    """Name the missing id, the store, and a few ids the store does know."""
+    from sqlalchemy import select
+
+    from pipeline_components.store import predictions
+
+    with eng.connect() as conn:
+        known = sorted(str(r[0]) for r in conn.execute(
+            select(predictions.c.experiment_id).distinct().limit(50)))
+    url = eng.url.render_as_string(hide_password=True)
+    have = ", ".join(known[:10]) + (" ..." if len(known) > 10 else "") if known else "none"
+    return (f"experiment id {experiment_id!r}: no predictions in the store {url} "
+            f"(experiments there: {have}); check --set experiment.id")
