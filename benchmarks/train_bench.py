@@ -43,12 +43,13 @@ def _data_overrides(root: Path) -> dict[str, Any]:
 
 
 def _prepare(root: Path) -> dict[str, Any]:
-    from pipeline_components import data, features
+    from pipeline_components import data, features, validate
     from pipeline_components.config import load_config
 
     ov = _data_overrides(root)
     cfg = load_config(REPO / "params.yaml", ov)
     data.run_data(cfg)
+    validate.run_validate(cfg)
     features.run_features(cfg)
     return ov
 

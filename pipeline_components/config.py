@@ -70,6 +70,23 @@ class DataConfig(_Section):
 
 
 # --------------------------------------------------------------------------- validation
+class ColumnRule(_Section):
+    """Per-column validation rules; a key left out falls back to the global default."""
+
+    range: tuple[float, float] | None = None  # numeric: every value in [lo, hi]
+    max_null_fraction: float | None = Field(None, ge=0.0, le=1.0)
+    # categorical: values beyond data.categorical_features.<col> are allowed (the long tail,
+    # capped at inference) and fall into the model's "other" bucket; false: they fail validation
+    other: bool = False
+
+    @field_validator("range")
+    @classmethod
+    def _ordered(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        if v is not None and v[0] > v[1]:
+            raise ValueError(f"range must be [lo, hi] with lo <= hi, got {list(v)}")
+        return v
+
+
 class ValidationConfig(_Section):
     min_rows: int = Field(100, ge=1)
     max_null_fraction: float = Field(0.0, ge=0.0, le=1.0)
@@ -77,6 +94,22 @@ class ValidationConfig(_Section):
     covariate_range: tuple[float, float] = (0.0, 1e6)
     target_rate_range: tuple[float, float] = (0.01, 0.99)
     report_path: Path = Path("data/validation/result.json")
+    columns: dict[str, ColumnRule] = Field(default_factory=dict)
+
+    def null_fraction(self, column: str) -> float:
+        """Allowed share of nulls in ``column``: its own rule, else the global default."""
+        rule = self.columns.get(column)
+        if rule is not None and rule.max_null_fraction is not None:
+            return rule.max_null_fraction
+        return self.max_null_fraction
+
+    def value_range(self, column: str, default: tuple[float, float]) -> tuple[float, float]:
+        rule = self.columns.get(column)
+        return rule.range if rule is not None and rule.range is not None else default
+
+    def allows_other(self, column: str) -> bool:
+        rule = self.columns.get(column)
+        return bool(rule and rule.other)
 
 
 # --------------------------------------------------------------------------- features
@@ -84,6 +117,8 @@ class FeaturesConfig(_Section):
     out_dir: Path = Path("data/features")
     validation_fraction: float = Field(0.2, gt=0.0, lt=0.5)
     holdout_fraction: float = Field(0.3, gt=0.0, lt=0.8)
+    # Keys the id-hash split; fixed per dataset (not the run seed) so holdouts never leak.
+    split_salt: str = Field("abx-split-v1", min_length=1)
     scale_numeric: bool = True
 
 
@@ -250,6 +285,26 @@ class Config(_Section):
     report: ReportConfig = ReportConfig()
     faults: FaultsConfig = FaultsConfig()
 
+    @model_validator(mode="after")
+    def _rules_name_known_columns(self) -> Config:
+        d = self.data
+        numeric = d.numeric_features or [f"x{i}" for i in range(d.synthetic.n_numeric)]
+        known = {d.id_column, d.target_column, d.covariate_column, *numeric,
+                 *d.categorical_features}
+        for col in self.validation.columns:
+            if col not in known:
+                raise ValueError(f"validation.columns.{col}: not a column of data.* (id, "
+                                 "target, covariate, numeric or categorical features)")
+        return self
+
+    def nullable_features(self) -> frozenset[str]:
+        """Feature columns allowed to be null (max_null_fraction > 0): models impute them and
+        the router accepts null for them."""
+        d = self.data
+        numeric = d.numeric_features or [f"x{i}" for i in range(d.synthetic.n_numeric)]
+        cols = [*numeric, *d.categorical_features]
+        return frozenset(c for c in cols if self.validation.null_fraction(c) > 0)
+
     # ------------------------------------------------------------------ derived locations
     @property
     def state_dir(self) -> Path:
@@ -389,18 +444,61 @@ def read_params(path: str | Path) -> dict[str, Any]:
     return raw
 
 
+# Path-valued keys; relative values are anchored at the project root (see ``anchor_paths``).
+PATH_KEYS: tuple[str, ...] = (
+    "experiment.state_dir",
+    "data.path",
+    "data.raw_path",
+    "validation.report_path",
+    "features.out_dir",
+    "report.out_dir",
+)
+
+
+def _get(cfg_dump: Mapping[str, Any], dotted: str) -> Any:
+    node: Any = cfg_dump
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, Mapping) else None
+    return node
+
+
+def anchored_overrides(cfg: Config, root: str | Path) -> dict[str, str]:
+    """Overrides that make every relative path key of ``cfg`` absolute under ``root``.
+
+    One project root for every driver and subcommand: ``abx run``, ``abx data`` and ``abx
+    register`` all find ``.abx/``, ``data/`` and ``reports/`` in the same place, wherever the
+    params file lives and whatever the working directory of a worker process.
+    """
+    dump = cfg.model_dump(mode="json")
+    base = Path(root).resolve()
+    out = {}
+    for key in PATH_KEYS:
+        value = _get(dump, key)
+        if value is not None and not Path(value).is_absolute():
+            out[key] = str(base / value)
+    return out
+
+
 def load_config(
-    path: str | Path | None = DEFAULT_PARAMS, overrides: Mapping[str, Any] | None = None
+    path: str | Path | None = DEFAULT_PARAMS, overrides: Mapping[str, Any] | None = None,
+    root: str | Path | None = None,
 ) -> Config:
     """Load params.yaml (or embedded defaults when ``path`` is None) and apply overrides.
 
     Args:
         path: the YAML file; ``None`` means the built-in defaults only.
         overrides: dotted key paths to values, from ``--set`` or an Airflow run conf.
+        root: anchor relative paths (state dir, data, reports) here; None leaves them relative.
 
     Raises:
         ConfigError: the file is missing or not YAML, or a key is unknown, mistyped or out of range.
     """
-    if path is None:
-        return config_from_mapping({}, overrides, "<defaults>")
-    return config_from_mapping(read_params(path), overrides, str(path))
+    raw = {} if path is None else read_params(path)
+    source = "<defaults>" if path is None else str(path)
+    cfg = config_from_mapping(raw, overrides, source)
+    if root is None:
+        return cfg
+    anchored = anchored_overrides(cfg, root)
+    if not anchored:
+        return cfg
+    return config_from_mapping(raw, {**(overrides or {}), **anchored}, source)

@@ -213,13 +213,32 @@ def load_source(cfg: Config) -> pd.DataFrame:
     df = read_table(cfg.data.path)
     if cfg.data.id_column in df.columns:
         df[cfg.data.id_column] = df[cfg.data.id_column].astype(str)
+    for col in categorical_columns(cfg):  # categories are labels: text, nulls kept as nulls
+        if col in df.columns and not pd.api.types.is_string_dtype(df[col]):
+            df[col] = df[col].astype(object).where(df[col].isna(), df[col].astype(str))
     return df
 
 
 def run_data(cfg: Config) -> dict[str, object]:
-    """Stage entry point: generate or ingest into ``data.raw_path``; return path, rows, version."""
+    """Stage entry point: generate or ingest into ``data.raw_path``; return path, rows, version.
+
+    A user's file is staged next to the raw table and validated first: the stored raw table is
+    replaced only by data that passed (a bad file leaves the last good table intact).
+    """
     df = load_source(cfg)
-    path = write_table(df, cfg.data.raw_path)
+    raw = Path(cfg.data.raw_path)
+    if cfg.data.source == "file":
+        from pipeline_components.validate import run_validate
+
+        staged = write_table(df, raw.with_name(f"{raw.stem}.incoming{raw.suffix}"))
+        try:
+            run_validate(cfg, staged, label=cfg.data.path)
+        except DataError:
+            staged.unlink(missing_ok=True)
+            raise
+        path = staged.replace(raw)
+    else:
+        path = write_table(df, raw)
     return {
         "path": str(path),
         "rows": int(len(df)),

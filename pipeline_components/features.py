@@ -1,8 +1,10 @@
-"""The features stage: a seeded split into train / validation / holdout, and the preprocessor.
+"""The features stage: a keyed split into train / validation / holdout, and the preprocessor.
 
-The split is a pure function of (seed, user id): each user's hash picks their split, so adding
-rows or reordering the file never moves an existing user, and the holdout (users reserved as live
-traffic for the canary simulator) is stable across reruns. The preprocessor is returned unfitted
+The split is a pure function of (``features.split_salt``, user id): each user's hash picks their
+split, so adding rows or reordering the file never moves an existing user, and the holdout (users
+reserved as live traffic for the canary simulator and the offline gate) is the same for every
+experiment on the dataset, whatever its seed: a champion never trained on a later holdout
+(``leakage.py`` checks it at the gate). The preprocessor is returned unfitted
 and travels inside every model pipeline, so serving applies exactly the training transform.
 Outputs carry the data version (sha256 of the raw file, and DVC's md5 when dvc.lock has it).
 """
@@ -18,6 +20,8 @@ import numpy as np
 import pandas as pd
 import yaml
 from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from pipeline_components.config import Config
@@ -32,6 +36,7 @@ from pipeline_components.data import (
 )
 from pipeline_components.errors import DataError
 from pipeline_components.fileio import write_json
+from pipeline_components.preprocess import AsFloat, CategoryBuckets, encoder_categories
 
 SplitName = Literal["train", "validation", "holdout"]
 SPLITS: tuple[SplitName, ...] = ("train", "validation", "holdout")
@@ -44,38 +49,46 @@ def feature_columns(cfg: Config) -> list[str]:
 
 
 def build_preprocessor(cfg: Config) -> ColumnTransformer:
-    """Unfitted ColumnTransformer: scale numerics (if configured), one-hot the categoricals.
+    """Unfitted ColumnTransformer: impute (+ scale) numerics, bucket and one-hot categoricals.
 
-    The categories are the allowed ones from params.yaml, so every model sees the same one-hot
-    layout whatever the training sample held; unseen values at serving time encode as all zeros.
+    Numerics: missing -> median with a missing indicator, then StandardScaler (if configured).
+    Categoricals: the allowed categories from params.yaml plus explicit ``other`` and ``missing``
+    levels (``preprocess.py``), so every model sees the same one-hot layout whatever the training
+    sample held, and a null or an unseen value at serving time means what it meant in training.
     """
     num = numeric_columns(cfg)
     cats = categorical_columns(cfg)
-    transformers: list[tuple[str, Any, list[str]]] = [
-        ("num", StandardScaler() if cfg.features.scale_numeric else "passthrough", num)
+    steps: list[tuple[str, Any]] = [
+        ("as_float", AsFloat()),
+        ("impute", SimpleImputer(strategy="median", add_indicator=True,
+                                 keep_empty_features=True)),
     ]
+    if cfg.features.scale_numeric:
+        steps.append(("scale", StandardScaler()))
+    transformers: list[tuple[str, Any, list[str]]] = [("num", Pipeline(steps), num)]
     if cats:
-        encoder = OneHotEncoder(
-            categories=[list(cfg.data.categorical_features[c]) for c in cats],
-            handle_unknown="ignore",
-            sparse_output=False,
-        )
-        transformers.append(("cat", encoder, cats))
+        allowed = [list(cfg.data.categorical_features[c]) for c in cats]
+        encoder = OneHotEncoder(categories=encoder_categories(allowed), handle_unknown="error",
+                                sparse_output=False)
+        transformers.append(("cat", Pipeline([("buckets", CategoryBuckets(allowed)),
+                                              ("onehot", encoder)]), cats))
     return ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)
 
 
-def split_labels(ids: pd.Series, seed: int, holdout: float, validation: float) -> np.ndarray:
-    """Split name per id from a seeded hash: holdout first, then validation, the rest train.
+def split_labels(
+    ids: pd.Series, salt: str | int, holdout: float, validation: float
+) -> np.ndarray:
+    """Split name per id from a keyed hash: holdout first, then validation, the rest train.
 
     Args:
         ids: unit ids (converted to str).
-        seed: experiment seed; a different seed gives an independent split.
+        salt: ``features.split_salt``; a different salt deals an independent split.
         holdout: share of all units reserved as live traffic.
         validation: share of the non-holdout units kept for validation.
     """
     u = np.fromiter(
         (
-            int.from_bytes(hashlib.sha256(f"{seed}:{i}".encode()).digest()[:8], "big") / 2**64
+            int.from_bytes(hashlib.sha256(f"{salt}:{i}".encode()).digest()[:8], "big") / 2**64
             for i in ids.astype(str)
         ),
         dtype=float,
@@ -100,7 +113,7 @@ def kept_columns(cfg: Config, df: pd.DataFrame) -> list[str]:
 def make_splits(cfg: Config, df: pd.DataFrame) -> dict[SplitName, pd.DataFrame]:
     """Pure core of the stage: split rows by id hash; drift the holdout for synthetic data."""
     f = cfg.features
-    labels = split_labels(df[cfg.data.id_column], cfg.experiment.seed, f.holdout_fraction,
+    labels = split_labels(df[cfg.data.id_column], f.split_salt, f.holdout_fraction,
                           f.validation_fraction)
     table = df[kept_columns(cfg, df)]
     out: dict[SplitName, pd.DataFrame] = {
@@ -120,10 +133,11 @@ def dvc_md5(path: str | Path, lock_file: str | Path = "dvc.lock") -> str | None:
         stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
     except yaml.YAMLError:
         return None
-    target = Path(path).as_posix()
+    # Lock paths (and a relative ``path``) are relative to the lock file's folder.
+    target = (lock.parent / path).resolve()
     for stage in stages.values():
         for out in stage.get("outs", []) or []:
-            if Path(str(out.get("path", ""))).as_posix() == target:
+            if (lock.parent / str(out.get("path", ""))).resolve() == target:
                 return out.get("md5")
     return None
 
@@ -134,9 +148,12 @@ def run_features(cfg: Config, raw_path: str | Path | None = None) -> dict[str, A
     Returns:
         ``{"out_dir", "rows": {split: n}, "data_version": {...}, "meta"}`` (paths as str).
     """
+    from pipeline_components.validate import require_validated
+
     raw = Path(raw_path or cfg.data.raw_path)
     if not raw.exists():
         raise DataError(f"{raw}: file not found; run `abx data` and `abx validate` first")
+    require_validated(cfg, raw)  # never split data that failed (or skipped) validation
     df = read_table(raw)
     splits = make_splits(cfg, df)
     out_dir = Path(cfg.features.out_dir)
@@ -147,6 +164,8 @@ def run_features(cfg: Config, raw_path: str | Path | None = None) -> dict[str, A
         "data_version": {"sha256": file_hash(raw), "dvc_md5": dvc_md5(raw)},
         "raw_path": str(raw),
         "seed": cfg.experiment.seed,
+        "split": {"salt": cfg.features.split_salt, "holdout": cfg.features.holdout_fraction,
+                  "validation": cfg.features.validation_fraction},
         "rows": {name: int(len(part)) for name, part in splits.items()},
         "columns": {
             "id": cfg.data.id_column,

@@ -50,7 +50,11 @@ def pick_winner(results: list[dict[str, Any]]) -> dict[str, Any]:
     """
     if not results:
         raise RegistryError("no training results to choose from; run `abx train` first")
-    return max(results, key=lambda r: (r["best_value"], r["family"]))
+    finished = [r for r in results if not r.get("failed")]
+    if not finished:  # registration picks among the families that finished; none did
+        why = "; ".join(f"{r['family']}: {r.get('error')}" for r in results)
+        raise RegistryError(f"no model family finished training ({why})")
+    return max(finished, key=lambda r: (r["best_value"], r["family"]))
 
 
 def load_results(cfg: Config) -> list[dict[str, Any]]:
@@ -226,6 +230,19 @@ def _record_gate(client: MlflowClient, cfg: Config, version: str, res: dict[str,
     res["gate_run_id"] = run_id
 
 
+def _leaky(cfg: Config, client: MlflowClient, champion: str, res: dict[str, Any]) -> bool:
+    """Record the holdout-overlap check in ``res``; True (gate refused) when there is overlap."""
+    from pipeline_components.leakage import holdout_overlap, overlap_reason
+
+    check = holdout_overlap(cfg, client, champion)
+    res["holdout_overlap"] = check
+    if not check["overlap"]:
+        return False
+    res.update(passed=False, challenger_score=None, champion_score=None, improvement=None,
+               reason="no candidate worth a canary: " + overlap_reason(check))
+    return True
+
+
 def offline_gate(cfg: Config) -> dict[str, Any]:
     """Challenger vs champion on the same holdout; the verdict decides whether a canary starts.
 
@@ -256,6 +273,8 @@ def offline_gate(cfg: Config) -> dict[str, Any]:
         res.update(passed=False, challenger_score=None, champion_score=None, improvement=None,
                    reason=f"bootstrap: version {version} is already the champion; "
                           "no candidate worth a canary")
+    elif _leaky(cfg, client, champion, res):
+        pass  # refused: the champion trained on part of this holdout (res says so)
     else:
         chal, champ = _score(cfg, name, version), _score(cfg, name, champion)
         res.update(challenger_score=chal, champion_score=champ,

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from pipeline_components.config import Config
-from pipeline_components.data import categorical_columns, numeric_columns, read_table
+from pipeline_components.data import categorical_columns, file_hash, numeric_columns, read_table
 from pipeline_components.errors import DataError, DataValidationError
 from pipeline_components.fileio import write_json
 
@@ -51,11 +51,12 @@ def _numeric_specs(col: str, df: pd.DataFrame, lo: float, hi: float, mostly: flo
 def build_specs(cfg: Config, df: pd.DataFrame) -> list[Spec]:
     """The suite for ``df``: columns, types, nulls, ranges, categories, rows, target balance.
 
-    Columns absent from ``df`` get only ``ExpectColumnToExist`` (which fails), so one run reports
-    every problem without GX raising on the missing ones.
+    Ranges, null fractions and whether a categorical's long tail is allowed come per column from
+    ``validation.columns.<col>`` when set there, else from the global defaults. Columns absent
+    from ``df`` get only ``ExpectColumnToExist`` (which fails), so one run reports every problem
+    without GX raising on the missing ones.
     """
     v, d = cfg.validation, cfg.data
-    mostly = 1.0 - v.max_null_fraction
     specs: list[Spec] = [("ExpectTableRowCountToBeBetween", {"min_value": v.min_rows})]
     present = set(df.columns)
     specs += [("ExpectColumnToExist", {"column": c}) for c in required_columns(cfg)]
@@ -64,13 +65,19 @@ def build_specs(cfg: Config, df: pd.DataFrame) -> list[Spec]:
                   ("ExpectColumnValuesToBeUnique", {"column": d.id_column})]
     for col in numeric_columns(cfg):
         if col in present:
-            specs += _numeric_specs(col, df, *v.numeric_range, mostly)
+            specs += _numeric_specs(col, df, *v.value_range(col, v.numeric_range),
+                                    1.0 - v.null_fraction(col))
     if d.covariate_column and d.covariate_column in present:
-        specs += _numeric_specs(d.covariate_column, df, *v.covariate_range, mostly)
+        col = d.covariate_column
+        specs += _numeric_specs(col, df, *v.value_range(col, v.covariate_range),
+                                1.0 - v.null_fraction(col))
     for col, cats in d.categorical_features.items():
         if col in present:
-            specs += [("ExpectColumnValuesToNotBeNull", {"column": col, "mostly": mostly}),
-                      ("ExpectColumnValuesToBeInSet", {"column": col, "value_set": list(cats)})]
+            specs.append(("ExpectColumnValuesToNotBeNull",
+                          {"column": col, "mostly": 1.0 - v.null_fraction(col)}))
+            if not v.allows_other(col):
+                specs.append(("ExpectColumnValuesToBeInSet",
+                              {"column": col, "value_set": list(cats)}))
     t = d.target_column
     if t in present:
         specs += [("ExpectColumnValuesToNotBeNull", {"column": t}),
@@ -140,46 +147,82 @@ def describe_failure(res: dict[str, Any], df: pd.DataFrame, roles: dict[str, str
 
 
 def default_path(cfg: Config) -> Path:
-    """What ``abx validate`` checks by default: the user's file, else the raw table."""
-    if cfg.data.source == "file" and cfg.data.path is not None:
+    """What ``abx validate`` checks by default: the raw table once ingested, else your file."""
+    raw = Path(cfg.data.raw_path)
+    if cfg.data.source == "file" and cfg.data.path is not None and not raw.exists():
         return Path(cfg.data.path)
-    return Path(cfg.data.raw_path)
+    return raw
 
 
-def run_validate(cfg: Config, path: str | Path | None = None) -> dict[str, Any]:
+def run_validate(
+    cfg: Config, path: str | Path | None = None, *, label: str | Path | None = None
+) -> dict[str, Any]:
     """Stage entry point: validate a CSV/Parquet file, always write the result JSON.
+
+    The report records the sha256 of the bytes it checked, so the features stage can refuse a
+    raw table that was not validated, failed, or changed since (``require_validated``).
 
     Args:
         cfg: the config (suite parameters, ``validation.report_path``).
         path: file to check; defaults to ``default_path(cfg)``.
+        label: the name messages use for the file (the data stage validates a staged copy of
+            the user's file before it replaces the raw table, and names the user's file).
 
     Returns:
-        ``{"path", "report_path", "success", "evaluated", "rows"}``.
+        ``{"path", "report_path", "success", "evaluated", "rows", "sha256"}``.
 
     Raises:
         DataError: the file is missing, empty or not CSV/Parquet (the JSON records why).
         DataValidationError: an expectation failed; the message lists every failure.
     """
     target = Path(path) if path is not None else default_path(cfg)
+    name = str(label or target)
     report_path = Path(cfg.validation.report_path)
     try:
         if target == Path(cfg.data.raw_path) and not target.exists():
             raise DataError(f"{target}: file not found; run `abx data` first")
         df = read_table(target)
     except DataError as exc:
-        write_json(report_path, {"success": False, "path": str(target), "error": str(exc)})
+        write_json(report_path, {"success": False, "path": name, "error": str(exc)})
         raise
+    sha = file_hash(target)
     result = run_suite(build_specs(cfg, df), df)
     roles = required_columns(cfg)
     failed = [r for r in result["results"] if not r["success"]]
     failures = [describe_failure(r, df, roles) for r in failed]
     stats = result.get("statistics", {})
-    write_json(report_path, {"success": not failed, "path": str(target), "rows": len(df),
+    write_json(report_path, {"success": not failed, "path": name, "sha256": sha, "rows": len(df),
                              "statistics": stats, "failures": failures, "gx_result": result})
     if failed:
-        head = (f"{target}: data validation failed, {len(failed)} of "
+        head = (f"{name}: data validation failed, {len(failed)} of "
                 f"{stats.get('evaluated_expectations')} expectations (result: {report_path})")
         raise DataValidationError("\n".join([head, *(f"  - {f}" for f in sorted(failures))]),
                                   report_path=str(report_path))
-    return {"path": str(target), "report_path": str(report_path), "success": True,
-            "evaluated": stats.get("evaluated_expectations"), "rows": len(df)}
+    return {"path": name, "report_path": str(report_path), "success": True,
+            "evaluated": stats.get("evaluated_expectations"), "rows": len(df), "sha256": sha}
+
+
+def require_validated(cfg: Config, path: str | Path) -> dict[str, Any]:
+    """The passing validation report of exactly these bytes, or an error saying why not.
+
+    Later stages call this first, so they never run on data that failed validation, was never
+    validated, or changed after it passed.
+
+    Raises:
+        DataError: no report yet, or the report is for other bytes (rerun ``abx validate``).
+        DataValidationError: the last validation of this file failed.
+    """
+    report_path = Path(cfg.validation.report_path)
+    if not report_path.is_file():
+        raise DataError(f"{path}: not validated ({report_path} not found); "
+                        "run `abx validate` first")
+    report = json.loads(report_path.read_text())
+    sha = file_hash(path)
+    if not report.get("success") and report.get("sha256") in (None, sha):
+        why = report.get("error") or "; ".join(report.get("failures", [])[:3])
+        raise DataValidationError(f"{path}: refusing to continue, data validation failed "
+                                  f"({report_path}): {why}", report_path=str(report_path))
+    if report.get("sha256") != sha:
+        raise DataError(f"{path}: changed since it was validated ({report_path} is for another "
+                        "version of the data); run `abx validate` again")
+    return report

@@ -28,11 +28,28 @@ SetOpt = Annotated[
 ]
 
 
+_ROOT: dict[str, Path] = {}
+
+
+def project_root() -> Path:
+    """The one folder every subcommand anchors relative paths at: ``--root``, else the cwd."""
+    return _ROOT.get("root") or Path.cwd()
+
+
 def load(params: Path, sets: list[str] | None) -> Config:
-    """Load the config the way every subcommand does: params file plus ``--set`` overrides."""
-    return load_config(params, parse_overrides(sets or []))
+    """Load the config the way every subcommand does: params file plus ``--set`` overrides,
+    relative paths (state dir, data, reports) anchored at the project root."""
+    return load_config(params, parse_overrides(sets or []), root=project_root())
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    root: Annotated[Path | None, typer.Option(
+        "--root", envvar="ABX_ROOT", file_okay=False,
+        help="Project root: relative paths of params.yaml (.abx/, data/, reports/) live here, "
+             "for every subcommand (default: the working directory).")] = None,
+) -> None:
     """abx: data -> validate -> features -> train -> register -> canary -> analyze -> decide."""
+    _ROOT.pop("root", None)
+    if root is not None:
+        _ROOT["root"] = root.resolve()

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from pipeline_components.cli._app import ParamsOpt, SetOpt, app, load
+from pipeline_components.cli._app import ParamsOpt, SetOpt, app, load, project_root
 from pipeline_components.config import parse_overrides
 from pipeline_components.fileio import write_json
 
@@ -25,7 +25,8 @@ def _conf(params: Path, sets: list[str] | None, exp_id: str | None = None) -> di
     from pipeline_components.experiment.config import make_conf
 
     cfg = load(params, sets)
-    return make_conf(params, exp_id or cfg.experiment.id, parse_overrides(sets or []))
+    return make_conf(params, exp_id or cfg.experiment.id, parse_overrides(sets or []),
+                     root=project_root())
 
 
 def _stored(conf: dict[str, Any], name: str) -> dict[str, Any]:
@@ -96,9 +97,13 @@ def decide_cmd(
     from pipeline_components.experiment import tasks
 
     conf = _conf(params, set_)
+    _require_experiment(conf)
     canary = _maybe(conf, "canary")
     if not canary.get("decision"):  # no canary ran (bootstrap or offline gate): nothing to do
-        _print(_maybe(conf, "outcome") or {"action": "none"})
+        stored = _maybe(conf, "outcome") or _maybe(conf, "decision")
+        if not stored:
+            _stored(conf, "canary")  # the error names the file and the experiment id
+        _print(stored)
         return
     decision = tasks.decide(conf, canary)
     _print(decision)
@@ -122,6 +127,7 @@ def promote_cmd(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) ->
     from pipeline_components.experiment import tasks
 
     conf = _conf(params, set_)
+    _require_experiment(conf)
     dep = _maybe(conf, "deployment")
     _print(tasks.promote(conf, _maybe(conf, "decision"), dep))
 
@@ -132,6 +138,7 @@ def rollback_cmd(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -
     from pipeline_components.experiment import tasks
 
     conf = _conf(params, set_)
+    _require_experiment(conf)
     _print(tasks.rollback(conf, _maybe(conf, "decision"), _maybe(conf, "deployment")))
 
 
@@ -166,6 +173,21 @@ def run_cmd(
     before, after = out["champion_before"], out["champion_after"]
     typer.echo(f"decision: {out['action']}; champion {f'v{before}' if before else '(none)'} -> "
                f"v{after}\nreport: {out['html']}")
+
+
+def _require_experiment(conf: dict[str, Any]) -> None:
+    """ConfigError naming the id (and the ids the state root does know) when nothing is stored."""
+    from pipeline_components.errors import ConfigError
+    from pipeline_components.experiment.config import config_for
+
+    cfg = config_for(conf)
+    if cfg.experiment_dir.is_dir():
+        return
+    root = cfg.experiment_dir.parent
+    known = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    have = ", ".join(known[-10:]) if known else "none"
+    raise ConfigError(f"experiment id {cfg.experiment.id!r}: unknown, nothing stored under "
+                      f"{root} (experiments there: {have}); check --set experiment.id")
 
 
 def _maybe(conf: dict[str, Any], name: str) -> dict[str, Any]:

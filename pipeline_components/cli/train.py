@@ -13,6 +13,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from pipeline_components.cli._app import ParamsOpt, SetOpt, app, console, load
+from pipeline_components.errors import AbxError
 
 
 def _emit(payload: Any) -> None:
@@ -52,9 +53,15 @@ def train_cmd(
         else:
             results = training.train_all(cfg, on_progress)
     for r in results:
+        if r.get("failed"):
+            console.print(f"[red]{r['family']}: failed:[/] {r['error']}", highlight=False)
+            continue
         console.print(f"{r['family']}: best cv {r['metric']}={r['best_value']:.4f} "
                       f"(trial {r['best_trial']}), holdout roc_auc={r['holdout']['roc_auc']:.4f}")
     _emit(results)
+    if all(r.get("failed") for r in results):
+        raise AbxError("no model family finished training: "
+                       + "; ".join(f"{r['family']}: {r['error']}" for r in results))
 
 
 @app.command("register")

@@ -2,11 +2,14 @@
 
 Every driver (the DAG, ``abx run``, ``dvc repro``) describes a run as a small JSON-able *conf*::
 
-    {"params_path": "/repo/params.yaml", "experiment_id": "exp-...", "overrides": {"k.path": v}}
+    {"params_path": "/repo/params.yaml", "experiment_id": "exp-...", "overrides": {"k.path": v},
+     "root": "/repo"}
 
 and every task rebuilds its ``Config`` from it with :func:`config_for`. The conf is what travels
 through XCom, so a retry on another worker rebuilds exactly the same config. Relative paths in
-params.yaml are anchored at the params file's folder (the repo), never at the worker's cwd.
+params.yaml are anchored at the conf's project ``root`` (the CLI's working directory or
+``--root``, the same root every other ``abx`` subcommand uses; the DAG's is the params file's
+folder, the repo), never at a worker's cwd.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pipeline_components.config import Config, config_from_mapping, read_params
+from pipeline_components.config import PATH_KEYS, Config, load_config
 from pipeline_components.errors import ConfigError
 
 # Airflow form field -> dotted params.yaml key. None in the form means "keep params.yaml".
@@ -31,15 +34,7 @@ FORM_KEYS: dict[str, str] = {
     "rate_per_s": "simulator.rate_per_s",
 }
 
-# Path-valued keys that are anchored at the params file's folder when relative.
-PATH_KEYS: tuple[str, ...] = (
-    "experiment.state_dir",
-    "data.path",
-    "data.raw_path",
-    "validation.report_path",
-    "features.out_dir",
-    "report.out_dir",
-)
+__all__ = ["FORM_KEYS", "PATH_KEYS", "conf_from_form", "config_for", "make_conf"]
 
 _ID_BAD = re.compile(r"[^A-Za-z0-9_]+")
 
@@ -78,40 +73,29 @@ def make_conf(
     params_path: str | Path,
     experiment_id: str,
     overrides: Mapping[str, Any] | None = None,
+    root: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Build and validate a run conf (raises ConfigError naming the key if it is invalid)."""
+    """Build and validate a run conf (raises ConfigError naming the key if it is invalid).
+
+    ``root`` anchors relative paths; None: the params file's folder (the DAG's repo).
+    """
+    params = Path(params_path).resolve()
     conf = {
-        "params_path": str(Path(params_path).resolve()),
+        "params_path": str(params),
         "experiment_id": experiment_id,
         "overrides": dict(overrides or {}),
+        "root": str(Path(root).resolve() if root is not None else params.parent),
     }
     config_for(conf)  # fail fast, in the first task, with the offending key
     return conf
 
 
-def _get(cfg_dump: Mapping[str, Any], dotted: str) -> Any:
-    node: Any = cfg_dump
-    for part in dotted.split("."):
-        node = node.get(part) if isinstance(node, Mapping) else None
-    return node
-
-
 def config_for(conf: Mapping[str, Any]) -> Config:
-    """The Config of one run: params file + overrides + experiment id, paths anchored."""
+    """The Config of one run: params file + overrides + experiment id, paths anchored at root."""
     path = Path(conf["params_path"])
     overrides = dict(conf.get("overrides") or {})
     overrides["experiment.id"] = conf["experiment_id"]
-    raw = read_params(path)
-    cfg = config_from_mapping(raw, overrides, str(path))
-    dump = cfg.model_dump(mode="json")
-    anchored = {}
-    for key in PATH_KEYS:
-        value = _get(dump, key)
-        if value is not None and not Path(value).is_absolute():
-            anchored[key] = str((path.parent / value).resolve())
-    if not anchored:
-        return cfg
-    return config_from_mapping(raw, {**overrides, **anchored}, str(path))
+    return load_config(path, overrides, root=conf.get("root") or path.parent)
 
 
 def conf_from_form(

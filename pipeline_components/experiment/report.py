@@ -87,7 +87,34 @@ def summary(cfg: Config) -> dict[str, Any]:
             "champion_after": after, "action": action, "gate": gate,
             "reasons": reason_dicts(decision.get("reasons")) or gate_reason,
             "steps": canary.get("steps", []), "stopped": canary.get("stopped"),
-            "decision": decision}
+            "decision": decision, "training": training_summary(cfg),
+            "refused": refused_summary(canary.get("steps", []))}
+
+
+def training_summary(cfg: Config) -> list[dict[str, Any]]:
+    """Per family: its best CV value, or why it failed (a family fails alone)."""
+    import json
+
+    from pipeline_components.training.runner import result_path
+
+    out = []
+    for family in cfg.training.families:
+        path = result_path(cfg, family)
+        if path.is_file():
+            r = json.loads(path.read_text())
+            out.append({"family": family, "failed": bool(r.get("failed")),
+                        "error": r.get("error"), "best_value": r.get("best_value"),
+                        "metric": r.get("metric")})
+    return out
+
+
+def refused_summary(steps: list[dict[str, Any]]) -> dict[str, int]:
+    """Users the router refused during the canary, per reason, summed over the steps."""
+    total: dict[str, int] = {}
+    for step in steps:
+        for why, n in ((step.get("simulation") or {}).get("refused") or {}).items():
+            total[why] = total.get(why, 0) + int(n)
+    return total
 
 
 @functools.cache
@@ -102,7 +129,11 @@ def _templates() -> jinja2.Environment:
 def markdown(s: Mapping[str, Any], per_variant: pd.DataFrame) -> str:
     """The Markdown summary (``templates/summary.md``)."""
     rows = [(str(v), int(r["n"]), float(r["mean"])) for v, r in per_variant.iterrows()]
-    return _templates().get_template("summary.md").render(s=s, per_variant=rows)
+    sent = sum(int((st.get("simulation") or {}).get("sent", 0)) for st in s.get("steps", []))
+    refused = sorted((s.get("refused") or {}).items(), key=lambda kv: -kv[1])
+    return _templates().get_template("summary.md").render(
+        s=s, per_variant=rows, sent=sent, refused=refused,
+        n_refused=sum(n for _, n in refused))
 
 
 def html_page(s: Mapping[str, Any], md_text: str, figures: Mapping[str, str | None]) -> str:

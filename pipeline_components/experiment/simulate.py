@@ -49,6 +49,7 @@ class SimulationResult:
     feedback_sent: int = 0
     reward_sum: float = 0.0
     per_variant: dict[str, int] = field(default_factory=dict)
+    refused: dict[str, int] = field(default_factory=dict)  # users the router refused, per reason
     reward_per_variant: dict[str, float] = field(default_factory=dict)
     duration_s: float = 0.0
     started_at: float = 0.0
@@ -83,8 +84,21 @@ def users_from_frame(
 
 
 def _plain(row: Mapping[str, Any]) -> dict[str, Any]:
-    """numpy scalars -> JSON-native values."""
-    return {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+    """numpy scalars -> JSON-native values; a missing value (NaN, NA) -> null."""
+    from pipeline_components.preprocess import is_missing
+
+    return {k: None if is_missing(v) else (v.item() if hasattr(v, "item") else v)
+            for k, v in row.items()}
+
+
+def refusal_reason(response: httpx.Response) -> str:
+    """``HTTP 422: features.sex: null not allowed`` (the router's detail, names the field)."""
+    try:
+        detail = response.json().get("detail")
+    except ValueError:
+        detail = None
+    text = str(detail or response.reason_phrase or "")
+    return f"HTTP {response.status_code}: {text.split(' (')[0][:120]}"
 
 
 class _Pacer:
@@ -110,6 +124,9 @@ async def _one_user(
     res.sent += 1
     try:
         r = await http.post("/predict", json={"unit_id": user.unit_id, "features": user.features})
+        if 400 <= r.status_code < 500:  # refused: say why, the canary and the report count it
+            why = refusal_reason(r)
+            res.refused[why] = res.refused.get(why, 0) + 1
         r.raise_for_status()
         body = r.json()
     except (httpx.HTTPError, ValueError):

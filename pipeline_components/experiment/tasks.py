@@ -70,9 +70,9 @@ def families(conf: Conf) -> list[str]:
 
 @announced
 def train(conf: Conf, family: str) -> dict[str, Any]:
-    from pipeline_components.training.runner import train_family
+    from pipeline_components.training.runner import train_family_isolated
 
-    return train_family(config_for(conf), family)
+    return train_family_isolated(config_for(conf), family)
 
 
 @announced

@@ -95,7 +95,7 @@ async def predict(request: Request) -> Response:
     batch = req.instances is not None
     for i, inst in enumerate(instances):
         where = f"instances.{i}.features" if batch else "features"
-        problem = check_features(inst.features, rt.names, rt.categorical, where)
+        problem = check_features(inst.features, rt.names, rt.categorical, where, rt.nullable)
         if problem:
             raise _reject(rt, 422, problem)
     forced = request.headers.get(VARIANT_HEADER)

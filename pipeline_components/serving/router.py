@@ -50,6 +50,7 @@ class Router:
         self.load_error: str | None = None
         self.names: frozenset[str] = frozenset()
         self.categorical: frozenset[str] = frozenset()
+        self.nullable: frozenset[str] = cfg.nullable_features()  # null ok: the models impute
         self.has_remote = False
         self._fault = variant_fault(cfg)  # None unless tests/demos turn faults on
         self._workers: dict[str, VariantWorker] = {}

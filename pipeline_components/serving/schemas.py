@@ -105,9 +105,13 @@ def _finite(v: float) -> bool:
 
 
 def check_features(
-    features: Mapping[str, Any], names: frozenset[str], categorical: frozenset[str], where: str
+    features: Mapping[str, Any], names: frozenset[str], categorical: frozenset[str], where: str,
+    nullable: frozenset[str] = frozenset(),
 ) -> str | None:
-    """None when ``features`` has exactly ``names`` with the right types, else the first problem."""
+    """None when ``features`` has exactly ``names`` with the right types, else the first problem.
+
+    ``null`` is accepted for the ``nullable`` columns (the models impute them, as in training).
+    """
     if features.keys() != names:
         missing = sorted(names - features.keys())
         if missing:
@@ -115,7 +119,11 @@ def check_features(
         extra = sorted(features.keys() - names)
         return f"{where}.{extra[0]}: unknown feature (expected {sorted(names)})"
     for name, v in features.items():
-        if name in categorical:
+        if v is None:
+            if name not in nullable:
+                return (f"{where}.{name}: null not allowed (the training data had no missing "
+                        f"values here; validation.columns.{name}.max_null_fraction is 0)")
+        elif name in categorical:
             if not isinstance(v, str):
                 return f"{where}.{name}: expected a string category, got {v!r}"
         elif isinstance(v, bool) or not isinstance(v, (int, float)):

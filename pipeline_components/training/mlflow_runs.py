@@ -20,6 +20,7 @@ from mlflow.entities import Metric, Param, RunTag
 
 from pipeline_components.config import Config
 from pipeline_components.errors import AbxError
+from pipeline_components.leakage import log_training_units
 from pipeline_components.tracking import with_retries
 from pipeline_components.training import families
 from pipeline_components.training.study import load_xy
@@ -28,7 +29,9 @@ ROLE, STUDY, TRIAL, FAMILY, EXPERIMENT = (
     "abx_role", "abx_study", "abx_trial", "abx_family", "abx_experiment_id"
 )
 _STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED", "RUNNING": "RUNNING"}
-_SAFE_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
+# Our own preprocessing (imputation, category buckets) travels inside every model.
+_SAFE_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.",
+                  "pipeline_components.preprocess.")
 
 
 def _ms(dt: Any) -> int | None:
@@ -152,4 +155,5 @@ def refit_best(cfg: Config, family: str, study: optuna.Study, parent_id: str) ->
         # Tags, not params: a resumed study may change its best trial, and params are immutable.
         mlflow.set_tags({"abx_refit_trial": str(best.number), "abx_model_uri": info.model_uri,
                          "abx_best_params": json.dumps(best.params, sort_keys=True)})
+    log_training_units(client, parent_id, cfg)  # the gate's leak check reads it back
     return {"model_uri": info.model_uri, "holdout": metrics}

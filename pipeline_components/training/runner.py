@@ -125,9 +125,11 @@ def train_family(cfg: Config, family: str, on_progress: Progress | None = None) 
     study = st.create_study(cfg, family, st.open_storage(spec))
     run_workers(cfg, family, spec, on_progress)
     if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        fails = [t.system_attrs.get("fail_reason", "?") for t in study.trials][:1]
+        fails = [t.user_attrs.get("fail_reason") or t.system_attrs.get("fail_reason", "?")
+                 for t in study.trials if t.state == optuna.trial.TrialState.FAIL][:1]
+        first = fails[0] if fails else "none ran; check training.timeout_s"
         raise AbxError(f"family {family}: study {study.study_name} has no completed trial "
-                       f"(first failure: {fails or 'none ran; check training.timeout_s'})")
+                       f"(first failure: {first})")
     exp_id = experiment_id(client, cfg)
     parent = mlflow_runs.parent_run(client, exp_id, cfg, family, study.study_name)
     mlflow_runs.log_trials(client, exp_id, parent, study, cfg)
@@ -144,11 +146,37 @@ def train_family(cfg: Config, family: str, on_progress: Progress | None = None) 
     return result
 
 
+def failed_result(cfg: Config, family: str, exc: Exception) -> dict[str, Any]:
+    """The result of a family that could not fit: its reason, written like a success's."""
+    result = {"family": family, "failed": True, "error": f"{type(exc).__name__}: {exc}"
+              if not isinstance(exc, AbxError) else str(exc),
+              "experiment_id": cfg.experiment.id}
+    _write_result(cfg, family, result)
+    return result
+
+
+def train_family_isolated(
+    cfg: Config, family: str, on_progress: Progress | None = None
+) -> dict[str, Any]:
+    """``train_family``, but a family that cannot fit the data returns a failed result (with
+    its reason) instead of raising, so the other families still run. Config and data errors
+    (which every family would hit) still raise."""
+    from pipeline_components.errors import ConfigError, DataError
+
+    try:
+        return train_family(cfg, family, on_progress)
+    except (ConfigError, DataError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - one family's failure must not stop the others
+        return failed_result(cfg, family, exc)
+
+
 def train_all(cfg: Config, on_progress: Progress | None = None) -> list[dict[str, Any]]:
     """Train every family in ``training.families`` (each with ``training.workers`` processes).
 
     The whole config is validated and the tracking store probed before the first study starts.
+    A family that fails is reported in its result (``failed``, ``error``); the others finish.
     """
     families.validate_training_config(cfg)
     configure_mlflow(cfg)
-    return [train_family(cfg, f, on_progress) for f in cfg.training.families]
+    return [train_family_isolated(cfg, f, on_progress) for f in cfg.training.families]

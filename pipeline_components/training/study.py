@@ -110,8 +110,12 @@ def make_objective(
         started, cpu0 = time.perf_counter(), time.process_time()
         for step, (tr, va) in enumerate(folds):
             model = families.build_pipeline(cfg, family, params)
-            model.fit(x.iloc[tr], y[tr])
-            scores.append(float(scorer(model, x.iloc[va], y[va])))
+            try:
+                model.fit(x.iloc[tr], y[tr])
+                scores.append(float(scorer(model, x.iloc[va], y[va])))
+            except Exception as exc:  # kept on the trial: the family's failure names it
+                trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:500])
+                raise
             trial.report(float(np.mean(scores)), step)
             if trial.should_prune():
                 trial.set_user_attr("fold_scores", scores)
@@ -195,7 +199,7 @@ def optimize(
             n_trials=remaining,
             timeout=cfg.training.timeout_s,
             callbacks=callbacks,
-            catch=(ValueError,),
+            catch=(Exception,),  # a failing trial is recorded, the worker goes on
             gc_after_trial=False,
         )
     return remaining

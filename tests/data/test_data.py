@@ -152,3 +152,21 @@ def test_read_table_errors_name_the_file(
 def test_read_table_rejects_a_directory(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="not a file"):
         read_table(tmp_path)
+
+
+def test_run_data_with_a_bad_file_keeps_the_stored_raw_table(
+    make_cfg: Callable[..., Config], tmp_path: Path
+) -> None:
+    from pipeline_components.errors import DataValidationError
+
+    good = tmp_path / "good.csv"
+    generate_synthetic(make_cfg(), n=150).to_csv(good, index=False)
+    cfg = make_cfg(**{"data.source": "file", "data.path": str(good)})
+    before = run_data(cfg)["data_version"]
+    bad = tmp_path / "bad.csv"
+    generate_synthetic(make_cfg(), n=150).drop(columns=["x3"]).to_csv(bad, index=False)
+    with pytest.raises(DataValidationError, match=r"bad.csv: data validation failed.*\n.*"
+                                                  r"column 'x3' \(numeric feature\): missing"):
+        run_data(make_cfg(**{"data.source": "file", "data.path": str(bad)}))
+    assert file_hash(cfg.data.raw_path) == before  # the last good table is intact
+    assert not list(Path(cfg.data.raw_path).parent.glob("*.incoming*"))

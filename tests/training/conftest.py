@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from pipeline_components import data, features
+from pipeline_components import data, features, validate
 from pipeline_components.config import Config, load_config
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -36,6 +36,7 @@ def data_overrides(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     }
     cfg = load_config(REPO / "params.yaml", ov)
     data.run_data(cfg)
+    validate.run_validate(cfg)
     features.run_features(cfg)
     return ov
 
