@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from pipeline_components.cli._app import ParamsOpt, SetOpt, app, console, load
+from pipeline_components.cli._app import ParamsOpt, SetOpt, app, console, load, project_root
 
 PathOpt = Annotated[
     Path | None,
@@ -74,3 +74,37 @@ def features_cmd(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -
         f"features: wrote {out['out_dir']} ({rows}); data version "
         f"{out['data_version']['sha256'][:12]}"
     )
+
+
+@app.command("init")
+def init_cmd(
+    data: Annotated[Path, typer.Option("--data", help="Your CSV/Parquet table.")],
+    id_column: Annotated[str, typer.Option("--id", help="Unit id column (unique per row).")],
+    target: Annotated[str, typer.Option("--target", help="Binary 0/1 label column.")],
+    covariate: Annotated[str | None, typer.Option(
+        help="Pre-experiment numeric value per unit, for CUPED (default: none).")] = None,
+    max_categories: Annotated[int, typer.Option(
+        min=1, help="Levels kept per text column; the long tail goes to 'other'.")] = 20,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Infer the schema of a file and write it into params.yaml (review, then commit it)."""
+    from rich.table import Table
+
+    from pipeline_components.data import read_table
+    from pipeline_components.params_file import write_schema
+    from pipeline_components.schema import infer_schema
+
+    schema = infer_schema(read_table(data), id_column, target, covariate_column=covariate,
+                          max_categories=max_categories)
+    root, full = project_root().resolve(), data.resolve()
+    shown = str(full.relative_to(root)) if full.is_relative_to(root) else str(full)
+    written = write_schema(params, schema, shown)
+    table = Table("column", "role", "type", "null", "rule", title=f"{data}: {schema.rows} rows")
+    for c in schema.columns:
+        rule = (f"[{c.range[0]:g}, {c.range[1]:g}]" if c.range else
+                f"{len(c.categories)} levels" + (" + other" if c.capped else "")
+                if c.role == "categorical" else "")
+        table.add_row(c.name, c.role, c.dtype, f"{c.null_fraction:.1%}", rule)
+    console.print(table)
+    typer.echo(f"init: wrote the schema of {shown} into {written}; review it, then run "
+               "`abx run` (or abx data/validate/features)")
