@@ -10,6 +10,7 @@ great_expectations takes seconds to import, so it is imported inside the functio
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
