@@ -35,8 +35,9 @@ class Tee:
             self.path = Path(directory) / f"{name}-{stamp}.txt"
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._f = open(self.path, "w")  # noqa: SIM115 - closed in close()
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, cwd=Path(__file__).parent).stdout.strip()
+        commit = os.environ.get("ABX_GIT_COMMIT") or subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+            cwd=Path(__file__).parent).stdout.strip()
         self.print(f"# python -m benchmarks {name} {' '.join(argv)}".rstrip())
         self.print(f"# {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, commit {commit or '?'}, "
                    f"{os.cpu_count()} cpus")
