@@ -113,9 +113,13 @@ def register_models(work: Path, trials: int) -> dict[str, dict[str, Any]]:
 
 def _bench_model(a: argparse.Namespace, work: Path, key: str, info: dict[str, Any],
                  out: report.Tee) -> None:
+    from benchmarks.serving.calls import call_costs
     from benchmarks.serving.loadgen import Result
+    from pipeline_components.serving.testing import sample_rows
 
     out.print(f"\n## model {key}: {info['family']} pipeline, {info['uri']}")
+    for text in call_costs(info["uri"], sample_rows(info["cfg"], 32)):
+        out.print(text)
     servers: list[Server] = start_servers(a, work / key, info, out)
     res: dict[tuple[str, int], list[Result]] = {}
     try:

@@ -1,4 +1,4 @@
-"""Compiled models: the registered sklearn pipeline converted to a fast runtime, checked, logged.
+"""Conversion: a fitted sklearn pipeline -> ONNX Runtime (+ treelite), checked against sklearn.
 
 sklearn's per-call overhead (input validation, a DataFrame or object array, Python-level loops
 over pipeline steps) is ~1 ms a call on this machine: the floor of one request. A converted model
@@ -12,18 +12,12 @@ first that agrees with sklearn wins:
 
 "Agrees" means: max |P_compiled(positive) - P_sklearn(positive)| over a probe set (the holdout at
 registration, probe rows at load) is at most the tolerance (``registry.compile_tolerance``).
-At registration ``compile_version`` logs the artifacts and a report (lineage: source model URI and
-version, library versions, commit, the measured difference) under ``compiled/`` in the model's own
-run and tags the version; ``load_compiled`` rebuilds the runtime at serving time, re-checks it on
-probe rows, and otherwise says why the sklearn path serves.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -33,10 +27,6 @@ from typing import Any
 
 import numpy as np
 
-log = logging.getLogger("abx.compiled")
-ARTIFACT_DIR = "compiled"
-TAG_RUNTIME, TAG_REASON, TAG_DIFF = "abx.runtime", "abx.runtime_reason", "abx.runtime_max_abs_diff"
-TAG_URI = "abx.runtime_artifacts"
 _LIBS = ("scikit-learn", "skl2onnx", "onnxruntime", "onnx", "treelite", "numpy")
 
 
@@ -214,103 +204,3 @@ def load(d: Path) -> tuple[CompiledModel, dict[str, Any]]:
     model = CompiledModel(meta["kind"], meta["names"], frozenset(meta["categorical"]),
                           onnx_bytes, trees, int(meta["pos"]))
     return model, meta
-
-
-def tmpdir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="abx-compiled-"))
-
-
-# --------------------------------------------------------------------------- registry and serving
-def compile_version(cfg: Any, version: str) -> CompileReport | None:
-    """Registration hook: compile version ``version``, check it on the holdout, log and tag it.
-
-    Idempotent (a version already tagged keeps its verdict). Never raises for a model that cannot
-    be compiled: the version is then tagged ``abx.runtime=sklearn`` with the reason.
-    """
-    if not cfg.registry.compile:
-        return None
-    import mlflow
-    import mlflow.sklearn
-    from mlflow import MlflowClient
-
-    from pipeline_components.registry import git_commit
-    from pipeline_components.serving.variants import positive_column
-    from pipeline_components.training.study import load_xy
-
-    client, name = MlflowClient(), cfg.registry.model_name
-    mv = client.get_model_version(name, version)
-    if TAG_RUNTIME in mv.tags:
-        return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = mlflow.sklearn.load_model(f"models:/{name}/{version}")
-    pos = positive_column(model)
-    try:
-        x, _ = load_xy(cfg, "holdout")
-        x = x[[str(c) for c in getattr(model, "feature_names_in_", x.columns)]]
-    except Exception as exc:  # no holdout to check against: nothing compiled, registration goes on
-        compiled, report = None, CompileReport(
-            "sklearn", f"no holdout to verify a compiled model on: {exc}", None,
-            cfg.registry.compile_tolerance, 0)
-    else:
-        cats = frozenset(cfg.data.categorical_features) & set(x.columns)
-        compiled, report = compile_model(model, x, cats, cfg.registry.compile_tolerance, pos)
-    tags = {TAG_RUNTIME: report.runtime, TAG_REASON: report.reason[:4000],
-            TAG_DIFF: "" if report.max_abs_diff is None else f"{report.max_abs_diff:.3g}"}
-    if compiled is not None and mv.run_id:
-        d = tmpdir()
-        lineage = {"model_name": name, "model_version": version, "source": mv.source,
-                   "run_id": mv.run_id, "experiment_id": cfg.experiment.id,
-                   "git_commit": git_commit(), "probe": "holdout split"}
-        save(compiled, report, lineage, d)
-        client.log_artifacts(mv.run_id, str(d), ARTIFACT_DIR)
-        tags[TAG_URI] = f"runs:/{mv.run_id}/{ARTIFACT_DIR}"
-    for k, v in tags.items():
-        client.set_model_version_tag(name, version, k, v)
-    log.info("model %s v%s: runtime %s (%s)", name, version, report.runtime, report.reason)
-    return report
-
-
-def runtime_for(pinned_uri: str, model: Any, probe: Any, pos: int, mode: str = "auto",
-                tolerance: float = 1e-5) -> tuple[CompiledModel | None, str]:
-    """The compiled runtime to serve ``pinned_uri`` with, or None and the reason sklearn serves.
-
-    Uses the artifacts logged at registration when the version has them; a version registered
-    without (before this existed, or ``registry.compile: false``) is compiled here, once per load.
-    Either way the runtime is re-checked against ``model`` on ``probe`` (a DataFrame of rows).
-    """
-    if mode == "sklearn":
-        return None, "serving.runtime is 'sklearn'"
-    try:
-        tags = _version_tags(pinned_uri)
-        if tags.get(TAG_RUNTIME) == "sklearn":
-            return None, f"at registration: {tags.get(TAG_REASON, 'not compiled')}"
-        if tags.get(TAG_URI):
-            import mlflow
-
-            d = Path(mlflow.artifacts.download_artifacts(tags[TAG_URI], dst_path=str(tmpdir())))
-            compiled, meta = load(d)
-            tolerance = float(meta["tolerance"])
-        else:
-            cats = frozenset(c for c in probe.columns if probe[c].dtype == object)
-            made, report = compile_model(model, probe, cats, tolerance, pos)
-            if made is None:
-                return None, f"compiled at load: {report.reason}"
-            compiled = made
-        diff = max_abs_diff(model, compiled, probe, pos)
-    except Exception as exc:  # missing runtime library, unreadable artifact, ...
-        return None, f"compiled runtime unusable: {type(exc).__name__}: {str(exc)[:300]}"
-    if diff > tolerance:
-        return None, f"compiled runtime disagrees on probe rows: {diff:.3g} > {tolerance:g}"
-    return compiled, (f"{compiled.kind}: max |diff| {diff:.3g} <= {tolerance:g} "
-                      f"on {len(probe)} probe rows")
-
-
-def _version_tags(pinned_uri: str) -> dict[str, str]:
-    """Tags of ``models:/NAME/VERSION`` (empty for any other URI)."""
-    parts = pinned_uri.removeprefix("models:/").split("/")
-    if not pinned_uri.startswith("models:/") or len(parts) != 2 or not parts[1].isdigit():
-        return {}
-    from mlflow import MlflowClient
-
-    return dict(MlflowClient().get_model_version(parts[0], parts[1]).tags)
