@@ -182,6 +182,8 @@ class ServingConfig(_Section):
     # Coalesce concurrent /predict calls into one model call per variant (serving/workers.py).
     micro_batch: bool = True
     gc_freeze: bool = True  # gc.freeze() after loading: no full-heap collection pauses
+    # auto: serve a version's compiled model (logged at registration) when it still agrees.
+    runtime: Literal["auto", "sklearn"] = "auto"
     backend: Literal["local", "docker"] = "local"
     # Per model call, queueing included; a slower challenger falls back to the champion's answer.
     model_timeout_s: float = Field(2.0, gt=0.0)

@@ -70,7 +70,8 @@ class Router:
         """Load every variant (once); on failure keep the message for /readyz."""
         hint = frozenset(self.cfg.data.categorical_features)
         try:
-            loaded = {n: load_variant(n, u, hint) for n, u in self.uris.items()}
+            loaded = {n: load_variant(n, u, hint, self.cfg.serving.runtime)
+                      for n, u in self.uris.items()}
         except Exception as exc:
             self.load_error = str(exc)
             log.error("variant loading failed: %s", exc)
@@ -252,7 +253,8 @@ class Router:
             "variants": {
                 n: {"uri": u, "loaded": n in self.variants,
                     "model_version": self.variants[n].model_version if n in self.variants else None,
-                    "path": self.variants[n].path if n in self.variants else None}
+                    "path": self.variants[n].path if n in self.variants else None,
+                    "runtime": self.variants[n].runtime if n in self.variants else None}
                 for n, u in self.uris.items()
             },
             "breaker": {"tripped": trip is not None, "reason": trip.reason if trip else None,

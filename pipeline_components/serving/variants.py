@@ -48,7 +48,8 @@ class Variant:
     spec: FeatureSpec
     model: Any = None
     remote_url: str | None = None
-    path: str = "numpy"  # numpy | dataframe | remote
+    path: str = "numpy"  # numpy | dataframe | remote | onnx | onnx+treelite (compiled)
+    runtime: str = ""  # why this path: the compiled model's check, or why sklearn serves
     _pos: int = 1
     _client: Any = field(default=None, repr=False)
 
@@ -190,8 +191,10 @@ def _spec_for(model: Any, signature: Any, categorical_hint: frozenset[str]) -> F
     return spec
 
 
-def load_local(name: str, uri: str, categorical_hint: frozenset[str] = frozenset()) -> Variant:
-    """Load an MLflow model URI once as a raw sklearn estimator (pins aliases to versions)."""
+def load_local(name: str, uri: str, categorical_hint: frozenset[str] = frozenset(),
+               runtime: str = "auto") -> Variant:
+    """Load an MLflow model URI once as a raw sklearn estimator (pins aliases to versions);
+    serve its compiled form instead when one was logged at registration and still agrees."""
     import mlflow
     import mlflow.sklearn
     from mlflow.tracking import MlflowClient
@@ -208,7 +211,11 @@ def load_local(name: str, uri: str, categorical_hint: frozenset[str] = frozenset
     fast, path = _choose_path(model, spec)
     var = Variant(name, uri, version, spec, model=fast, path=path)
     var._pos = positive_column(model)
-    log.info("variant %s: %s -> version %s, %s path", name, uri, version, path)
+    from pipeline_components.compiled.serving import attach
+
+    attach(var, pinned, model, runtime)
+    log.info("variant %s: %s -> version %s, %s path (%s)", name, uri, version, var.path,
+             var.runtime)
     return var
 
 
@@ -228,10 +235,11 @@ def load_remote(name: str, url: str, timeout_s: float = 5.0) -> Variant:
     return var
 
 
-def load_variant(name: str, uri: str, categorical_hint: frozenset[str] = frozenset()) -> Variant:
+def load_variant(name: str, uri: str, categorical_hint: frozenset[str] = frozenset(),
+                 runtime: str = "auto") -> Variant:
     if uri.startswith(("http://", "https://")):
         return load_remote(name, uri)
-    return load_local(name, uri, categorical_hint)
+    return load_local(name, uri, categorical_hint, runtime)
 
 
 def default_variants(model_name: str) -> dict[str, str]:
