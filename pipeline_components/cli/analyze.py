@@ -138,10 +138,25 @@ def analyze_cmd(
     fractions: Annotated[str | None, typer.Option(
         "--previous-fractions", help="gst: information fractions of the earlier looks, e.g. "
         "0.1,0.35 (default: the ones the canary recorded).")] = None,
+    from_: Annotated[Path | None, typer.Option(
+        "--from", help="Analyse a table of units, arms and outcomes (an experiment run "
+        "elsewhere) instead of the prediction log; with --unit, --arm, --outcome.")] = None,
+    unit: Annotated[str | None, typer.Option(help="--from: unit id column.")] = None,
+    arm: Annotated[str | None, typer.Option(help="--from: arm column.")] = None,
+    outcome: Annotated[str | None, typer.Option(help="--from: outcome column.")] = None,
+    cluster: Annotated[str | None, typer.Option(help="--from: cluster column.")] = None,
+    control: Annotated[str | None, typer.Option(help="--from: the control arm's value "
+                                                "(default champion, else the first).")] = None,
+    planned: Annotated[str | None, typer.Option(help="--from: planned split, e.g. 0.5,0.5 "
+                                                "(control first) or a=0.5,b=0.5.")] = None,
 ) -> None:
-    """Analyse the experiment in the prediction log and print the decision."""
+    """Analyse the experiment in the prediction log (or a --from table) and print the decision."""
     from pipeline_components.analysis import analyze
 
+    if from_ is not None:
+        render_and_save(_analyze_table(params, set_, from_, unit, arm, outcome, cluster,
+                                       control, planned, look), json_path)
+        return
     cfg: Config = load(params, set_)
     feats = Path(cfg.features.out_dir)
     decision = analyze(
@@ -150,11 +165,42 @@ def analyze_cmd(
         reference=_frame(reference, feats / "train.parquet"),
         previous_fractions=look_history(cfg, look, fractions),
     )
+    render_and_save(decision, json_path)
+
+
+def render_and_save(decision: Decision, json_path: Path | None) -> None:
     render(decision)
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(decision.to_json() + "\n")
         out.print(f"decision written to {json_path}")
+
+
+def _analyze_table(
+    params: Path, sets: list[str] | None, path: Path, unit: str | None, arm: str | None,
+    outcome: str | None, cluster: str | None, control: str | None, planned: str | None,
+    look: int,
+) -> Decision:
+    """`abx analyze --from`: the units table through the same analysis as the prediction log."""
+    from pipeline_components.analysis import analyze_frames
+    from pipeline_components.analysis.effects import CONTROL
+    from pipeline_components.data import read_table
+    from pipeline_components.units_table import frames_from_units, parse_planned
+
+    if not (unit and arm and outcome):
+        raise ConfigError("abx analyze --from: --unit, --arm and --outcome are required")
+    extra = [f"analysis.cluster_column={cluster}"] if cluster else []
+    cfg = load(params, [*(sets or []), *extra])
+    df = read_table(path)
+    preds, fb = frames_from_units(df, unit=unit, arm=arm, outcome=outcome, control=control,
+                                  cluster=cluster, experiment_id=cfg.experiment.id,
+                                  source=str(path))
+    others = sorted(set(preds["variant"]) - {CONTROL})
+    ctrl = str(control) if control else CONTROL
+    shares = parse_planned(planned, [ctrl, *others]) if planned else {}
+    weights = {(CONTROL if k == ctrl else k): v for k, v in shares.items()} or {
+        a: 1.0 / (len(others) + 1) for a in [CONTROL, *others]}
+    return analyze_frames(cfg, preds, fb, expected_weights=weights, look=look)
 
 
 @app.command("plan")
