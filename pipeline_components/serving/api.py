@@ -75,9 +75,28 @@ def admit(rt: Router, rows: int) -> None:
                             headers={"Retry-After": "1"})
 
 
+REFUSAL_REASONS = ("missing feature", "unknown feature", "null not allowed",
+                   "expected a string category", "expected a finite number", "expected a number",
+                   "exceeds serving.max_batch", "unknown variant")
+
+
+def refusal_reason(detail: str) -> str:
+    """The reason label of a refusal (a closed set: metric labels must not grow per request)."""
+    return next((r for r in REFUSAL_REASONS if r in detail), "other")
+
+
 def _reject(rt: Router, status: int, detail: str) -> HTTPException:
     rt.metrics.bad_requests.labels("predict").inc()
+    rt.metrics.refused.labels(refusal_reason(detail)).inc()
     return HTTPException(status, detail)
+
+
+def count_unseen(rt: Router, features: Mapping[str, Any]) -> None:
+    """Count categorical values the models never saw (they answer them as "other")."""
+    for name, allowed in rt.allowed_categories.items():
+        v = features.get(name)
+        if v is not None and v not in allowed:
+            rt.metrics.unseen.labels(name).inc()
 
 
 @router.post("/predict")
@@ -98,6 +117,7 @@ async def predict(request: Request) -> Response:
         problem = check_features(inst.features, rt.names, rt.categorical, where, rt.nullable)
         if problem:
             raise _reject(rt, 422, problem)
+        count_unseen(rt, inst.features)
     forced = request.headers.get(VARIANT_HEADER)
     if forced is not None and forced not in rt.variants:
         raise _reject(rt, 400, f"X-ABX-Variant: unknown variant {forced!r} "

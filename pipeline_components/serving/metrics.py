@@ -35,6 +35,12 @@ class Metrics:
         self.bad_requests = Counter(
             "abx_bad_requests", "Rejected requests (4xx)", ["endpoint"], registry=self.registry
         )
+        self.refused = Counter(  # why /predict refused a row: the canary's dropped users
+            "abx_refused", "Refused /predict requests per reason", ["reason"],
+            registry=self.registry)
+        self.unseen = Counter(  # accepted, answered through the model's explicit "other" level
+            "abx_unseen_categories", "Categorical values outside the trained categories",
+            ["feature"], registry=self.registry)
         self.weight = Gauge("abx_weight", "Effective traffic share", ["variant"],
                             registry=self.registry)
         self.breaker_open = Gauge("abx_breaker_open", "1 when the guardrail breaker has tripped",

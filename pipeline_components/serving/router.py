@@ -51,6 +51,8 @@ class Router:
         self.names: frozenset[str] = frozenset()
         self.categorical: frozenset[str] = frozenset()
         self.nullable: frozenset[str] = cfg.nullable_features()  # null ok: the models impute
+        self.allowed_categories = {c: frozenset(v) for c, v in
+                                   cfg.data.categorical_features.items()}
         self.has_remote = False
         self._fault = variant_fault(cfg)  # None unless tests/demos turn faults on
         self._workers: dict[str, VariantWorker] = {}
