@@ -227,6 +227,7 @@ class DriftConfig(_Section):
     psi_threshold: float = Field(0.2, gt=0.0)
     p_threshold: float = Field(0.001, gt=0.0, lt=1.0)
     blocks_promotion: bool = True
+    min_rows: int = Field(200, ge=10)  # rows per side before a comparison is made
 
 
 class AnalysisConfig(_Section):

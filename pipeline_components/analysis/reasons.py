@@ -88,9 +88,10 @@ def drift_reasons(drift: list[FeatureDrift], cfg: Config) -> list[Reason]:
     bad = [d for d in drift if d.breach]
     if not bad:
         return []
-    items = ", ".join(f"{d.feature}@{d.variant} (PSI {d.psi:.3f}, p={d.p_value:.2g})" for d in bad)
+    items = ", ".join(f"{d.feature}@{d.variant} vs {d.against} (PSI {d.psi:.3f}, effect "
+                      f"{d.effect:.3f}, Holm p={d.p_adjusted:.2g})" for d in bad)
     d = cfg.analysis.drift
-    msg = f"drift beyond PSI {d.psi_threshold} or p < {d.p_threshold}: {items}"
+    msg = f"drift (PSI >= {d.psi_threshold} and significant after Holm): {items}"
     return [Reason(codes.DRIFT, msg, d.blocks_promotion)]
 
 

@@ -23,7 +23,12 @@ from pipeline_components.analysis.decision import (
     overall_action,
     variant_verdict,
 )
-from pipeline_components.analysis.drift import FeatureDrift, feature_drift, prediction_drift
+from pipeline_components.analysis.drift import (
+    FeatureDrift,
+    control_alarms,
+    feature_drift,
+    prediction_drift,
+)
 from pipeline_components.analysis.effects import CONTROL, History, compare_all
 from pipeline_components.analysis.frames import Prepared, live_features, prepare
 from pipeline_components.analysis.guardrails import (
@@ -107,20 +112,28 @@ def srm_check(
 
 
 def drift_check(
-    cfg: Config, prep: Prepared, reference: pd.DataFrame | None, variants: list[str]
+    cfg: Config, prep: Prepared, reference: pd.DataFrame | None, variants: list[str],
+    look: int = 1,
 ) -> list[FeatureDrift]:
+    """Training vs each arm, champion vs each challenger, early vs late predictions; then Holm
+    over all of them at the look's share of ``drift.p_threshold`` (``drift.control_alarms``)."""
     d = cfg.analysis.drift
     out: list[FeatureDrift] = []
-    if reference is not None:
-        live = live_features(prep.served)
-        cats = list(cfg.data.categorical_features)
-        for v in sorted(set(live["variant"])):
-            out += feature_drift(reference, live[live["variant"] == v], v,
-                                 cfg.data.numeric_features, cats, d.psi_threshold, d.p_threshold)
+    live = live_features(prep.served)
+    cats = list(cfg.data.categorical_features)
+    nums = list(cfg.data.numeric_features)
+    arms = {v: live[live["variant"] == v] for v in sorted(set(live["variant"]))}
+    for v, rows in arms.items():
+        if reference is not None:
+            out += feature_drift(reference, rows, v, nums, cats, d.psi_threshold, d.p_threshold,
+                                 d.min_rows)
+        if v != CONTROL and CONTROL in arms:
+            out += feature_drift(arms[CONTROL], rows, v, nums, cats, d.psi_threshold,
+                                 d.p_threshold, d.min_rows, against=CONTROL)
     for v in variants:
-        pd_res = prediction_drift(_rows(prep, v), v, d.psi_threshold, d.p_threshold)
+        pd_res = prediction_drift(_rows(prep, v), v, d.psi_threshold, d.p_threshold, d.min_rows)
         out += [pd_res] if pd_res else []
-    return out
+    return control_alarms(out, d.psi_threshold, d.p_threshold, look)
 
 
 def shadow_check(cfg: Config, prep: Prepared) -> dict[str, ShadowResult]:
@@ -165,7 +178,7 @@ def analyze_frames(
     comparisons = compare_all(cfg, values, challengers, look=look,
                               covariates=covariates, previous_fractions=previous_fractions,
                               max_looks=max_looks)
-    drift = drift_check(cfg, prep, reference, variants)
+    drift = drift_check(cfg, prep, reference, variants, look)
     metrics = {v: variant_metrics(prep, v) for v in variants}
     reasons: list[Reason] = rs.srm_reasons(srm)
     final = []
