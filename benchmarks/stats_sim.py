@@ -136,10 +136,12 @@ def _row(cells: list[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def report(quick: bool, seed: int) -> Iterator[str]:
+def report(quick: bool, seed: int, only: list[int] | None = None) -> Iterator[str]:
     reps_aa, reps_h1 = (300, 100) if quick else (2000, 400)
     yield f"stats_sim: alpha={ALPHA}, power={POWER}, A/A reps={reps_aa}, H1 reps={reps_h1}"
     for si, s in enumerate(STREAMS):
+        if only is not None and si not in only:
+            continue
         n_fh = math.ceil(2 * s.sd**2 * fixed_information(s.mde, ALPHA, POWER))
         yield ""
         yield f"## {s.name}: sd={s.sd:.4g}, MDE={s.mde:.4g}, n_fh/arm={n_fh}"
@@ -164,9 +166,13 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m benchmarks stats_sim", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="fewer replicates")
     ap.add_argument("--seed", type=int, default=20261201)
+    ap.add_argument("--streams", default=None,
+                    help="comma-separated stream indices (0 binary, 1 revenue, 2 clustered); the "
+                         "seeds do not depend on it, so parts can run in parallel processes")
     args = ap.parse_args(argv)
+    only = [int(x) for x in args.streams.split(",")] if args.streams else None
     t0 = time.perf_counter()
-    for line in report(args.quick, args.seed):
+    for line in report(args.quick, args.seed, only):
         print(line, flush=True)
     print(f"\n(stats_sim {'--quick ' if args.quick else ''}took {time.perf_counter() - t0:.0f} s)")
 
