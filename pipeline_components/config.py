@@ -188,6 +188,8 @@ class ServingConfig(_Section):
     # Per model call, queueing included; a slower challenger falls back to the champion's answer.
     model_timeout_s: float = Field(2.0, gt=0.0)
     variant_timeouts_s: dict[str, float] = Field(default_factory=dict)  # per-variant override
+    # skops types trusted beyond scikit-learn/NumPy/SciPy (serving/formats.py), by full name.
+    trusted_types: list[str] = Field(default_factory=list)
     guardrails: GuardrailConfig = GuardrailConfig()
 
     @field_validator("weights")

@@ -72,7 +72,8 @@ class Router:
         """Load every variant (once); on failure keep the message for /readyz."""
         hint = frozenset(self.cfg.data.categorical_features)
         try:
-            loaded = {n: load_variant(n, u, hint, self.cfg.serving.runtime)
+            s = self.cfg.serving
+            loaded = {n: load_variant(n, u, hint, s.runtime, s.trusted_types)
                       for n, u in self.uris.items()}
         except Exception as exc:
             self.load_error = str(exc)

@@ -43,6 +43,7 @@ def register_test_models(cfg: Config, n: int = 1500) -> dict[str, str]:
     """Register champion (v1, C=1) and challenger (v2, C=0.05); returns alias -> version."""
     import mlflow
     import mlflow.sklearn
+    import skops.io as sio
     from mlflow.models import infer_signature
     from mlflow.tracking import MlflowClient
 
@@ -59,7 +60,8 @@ def register_test_models(cfg: Config, n: int = 1500) -> dict[str, str]:
             with mlflow.start_run():
                 info = mlflow.sklearn.log_model(
                     model, name="model", signature=sig, registered_model_name=name,
-                    pip_requirements=["scikit-learn"], serialization_format="cloudpickle",
+                    pip_requirements=["scikit-learn"], serialization_format="skops",
+                    skops_trusted_types=sio.get_untrusted_types(data=sio.dumps(model)),
                 )
             versions[alias] = str(info.registered_model_version)
             MlflowClient().set_registered_model_alias(name, alias, versions[alias])

@@ -192,21 +192,21 @@ def _spec_for(model: Any, signature: Any, categorical_hint: frozenset[str]) -> F
 
 
 def load_local(name: str, uri: str, categorical_hint: frozenset[str] = frozenset(),
-               runtime: str = "auto") -> Variant:
+               runtime: str = "auto", trusted: Sequence[str] = ()) -> Variant:
     """Load an MLflow model URI once as a raw sklearn estimator (pins aliases to versions);
-    serve its compiled form instead when one was logged at registration and still agrees."""
-    import mlflow
-    import mlflow.sklearn
+    serve its compiled form instead when one was logged at registration and still agrees.
+
+    Only skops-serialized sklearn models whose types pass our own trusted-types check load
+    (serving/formats.py); pickle/cloudpickle models are refused with a DeploymentError.
+    """
     from mlflow.tracking import MlflowClient
 
+    from pipeline_components.serving.formats import load_safe_sklearn
+
     pinned, version = resolve_uri(uri, MlflowClient())
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model = mlflow.sklearn.load_model(pinned)
-            signature = mlflow.models.get_model_info(pinned).signature
-    except Exception as exc:
-        raise DeploymentError(f"variant {name!r}: cannot load {uri!r} ({pinned}): {exc}") from exc
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model, signature = load_safe_sklearn(name, uri, pinned, trusted)
     spec = _spec_for(model, signature, categorical_hint)
     fast, path = _choose_path(model, spec)
     var = Variant(name, uri, version, spec, model=fast, path=path)
@@ -236,10 +236,10 @@ def load_remote(name: str, url: str, timeout_s: float = 5.0) -> Variant:
 
 
 def load_variant(name: str, uri: str, categorical_hint: frozenset[str] = frozenset(),
-                 runtime: str = "auto") -> Variant:
+                 runtime: str = "auto", trusted: Sequence[str] = ()) -> Variant:
     if uri.startswith(("http://", "https://")):
         return load_remote(name, uri)
-    return load_local(name, uri, categorical_hint, runtime)
+    return load_local(name, uri, categorical_hint, runtime, trusted)
 
 
 def default_variants(model_name: str) -> dict[str, str]:
