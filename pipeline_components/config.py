@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pipeline_components.errors import ConfigError
 
@@ -167,7 +175,10 @@ class ServingConfig(_Section):
     )
     shadow: bool = False
     store_url: str | None = None  # None: sqlite (WAL) under the state dir
-    admin_token: str | None = None  # None: read ABX_ADMIN_TOKEN from the environment
+    # Secrets: never printed (SecretStr dumps as '**********'), never written by abx to a file
+    # others can read. None: ABX_ADMIN_TOKEN / ABX_QA_TOKEN from the environment.
+    admin_token: SecretStr | None = None
+    qa_token: SecretStr | None = None  # may force a variant (X-ABX-Variant); admin may too
     max_batch: int = Field(256, ge=1)
     max_body_bytes: int = Field(1_000_000, ge=1024)
     flush_interval_s: float = Field(0.2, gt=0.0)

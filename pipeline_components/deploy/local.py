@@ -53,6 +53,31 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
+def router_params(cfg: Config) -> dict:
+    """The config for the router's params file, without its secrets (they go by environment)."""
+    raw = cfg.model_dump(mode="json")
+    raw["serving"]["admin_token"] = raw["serving"]["qa_token"] = None
+    return raw
+
+
+def secret_env(cfg: Config) -> dict[str, str]:
+    """ABX_ADMIN_TOKEN / ABX_QA_TOKEN for the router process, from the config's secrets."""
+    env = {}
+    for key, var in (("admin_token", "ABX_ADMIN_TOKEN"), ("qa_token", "ABX_QA_TOKEN")):
+        secret = getattr(cfg.serving, key)
+        if secret is not None:
+            env[var] = secret.get_secret_value()
+    return env
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by its owner only (0600, also when it existed)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+
+
 class LocalBackend(DeploymentBackend):
     """Start/stop/find routers as local subprocesses."""
 
@@ -73,13 +98,13 @@ class LocalBackend(DeploymentBackend):
         host = cfg.serving.host
         port = cfg.serving.port or free_port(host)
         params = rdir / "params.yaml"
-        params.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+        write_private(params, yaml.safe_dump(router_params(cfg), sort_keys=False))
         cmd = [sys.executable, "-c", _ENTRY, "serve", "--params", str(params),
                "--host", host, "--port", str(port)]
         for name, uri in (variants or {}).items():
             cmd += ["--variant", f"{name}={uri}"]
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
-               "PYTHONUNBUFFERED": "1"}
+               "PYTHONUNBUFFERED": "1", **secret_env(cfg)}
         log_path = rdir / "router.log"
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,

@@ -43,7 +43,9 @@ def admin_token(cfg: Config, *, create: bool = False) -> str | None:
     mode 0600 under the experiment folder (later tasks may run in other processes) and exported to
     the environment the router subprocess inherits.
     """
-    token = cfg.serving.admin_token or os.environ.get("ABX_ADMIN_TOKEN")
+    configured = cfg.serving.admin_token
+    token = (configured.get_secret_value() if configured else None) or os.environ.get(
+        "ABX_ADMIN_TOKEN")
     path = cfg.experiment_dir / "run" / "admin_token"
     if token:
         return token

@@ -16,18 +16,32 @@ from pipeline_components.serving.routing import CHAMPION
 from pipeline_components.serving.schemas import RollbackRequest, WeightsRequest
 
 
-def require_admin(request: Request) -> None:
-    """401 without a bearer token, 403 with a wrong one, 503 when no token is configured."""
-    token: str | None = request.app.state.admin_token
-    if not token:
-        raise HTTPException(503, "admin disabled: set serving.admin_token or ABX_ADMIN_TOKEN")
+def check_bearer(request: Request, tokens: list[str | None], what: str) -> None:
+    """401 without a bearer token, 403 when it matches none of ``tokens`` (constant-time
+    compares), 503 when none is configured."""
+    known = [t for t in tokens if t]
+    if not known:
+        raise HTTPException(503, f"{what} disabled: set serving.admin_token or ABX_ADMIN_TOKEN")
     auth = request.headers.get("authorization", "")
     scheme, _, given = auth.partition(" ")
     if not auth or scheme.lower() != "bearer" or not given:
-        raise HTTPException(401, "authorization: bearer token required",
+        raise HTTPException(401, f"authorization: bearer token required ({what})",
                             headers={"WWW-Authenticate": "Bearer"})
-    if not hmac.compare_digest(given.strip().encode(), token.encode()):
+    offered = given.strip().encode()
+    if not any([hmac.compare_digest(offered, t.encode()) for t in known]):
         raise HTTPException(403, "authorization: invalid token")
+
+
+def require_admin(request: Request) -> None:
+    """401 without a bearer token, 403 with a wrong one, 503 when no token is configured."""
+    check_bearer(request, [request.app.state.admin_token], "admin")
+
+
+def require_qa(request: Request) -> None:
+    """Forcing a variant (X-ABX-Variant) needs the QA token or the admin token."""
+    state = request.app.state
+    check_bearer(request, [state.admin_token, getattr(state, "qa_token", None)],
+                 "X-ABX-Variant")
 
 
 admin = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)])

@@ -17,6 +17,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, ValidationError
 
 from pipeline_components.serving.router import Router
+from pipeline_components.serving.routing import CHAMPION
 from pipeline_components.serving.schemas import (
     FeedbackRequest,
     PredictRequest,
@@ -77,12 +78,31 @@ def admit(rt: Router, rows: int) -> None:
 
 REFUSAL_REASONS = ("missing feature", "unknown feature", "null not allowed",
                    "expected a string category", "expected a finite number", "expected a number",
-                   "exceeds serving.max_batch", "unknown variant")
+                   "exceeds serving.max_batch", "unknown variant", "out of service")
 
 
 def refusal_reason(detail: str) -> str:
     """The reason label of a refusal (a closed set: metric labels must not grow per request)."""
     return next((r for r in REFUSAL_REASONS if r in detail), "other")
+
+
+def _check_forced(request: Request, rt: Router, forced: str) -> None:
+    """QA overrides need a credential and never reach a challenger the breaker took out."""
+    from pipeline_components.serving.admin import require_qa
+
+    try:
+        require_qa(request)
+    except HTTPException:
+        rt.metrics.bad_requests.labels("predict").inc()
+        raise
+    if forced not in rt.variants:
+        raise _reject(rt, 400, f"X-ABX-Variant: unknown variant {forced!r} "
+                               f"(have {sorted(rt.variants)})")
+    trip = rt.breaker.trip
+    if forced != CHAMPION and trip is not None:
+        raise _reject(rt, 409, f"X-ABX-Variant: {forced!r} is out of service: the guardrail "
+                               f"breaker tripped ({trip.reason}); reset it with "
+                               "POST /admin/weights reset_breaker=true")
 
 
 def _reject(rt: Router, status: int, detail: str) -> HTTPException:
@@ -119,9 +139,8 @@ async def predict(request: Request) -> Response:
             raise _reject(rt, 422, problem)
         count_unseen(rt, inst.features)
     forced = request.headers.get(VARIANT_HEADER)
-    if forced is not None and forced not in rt.variants:
-        raise _reject(rt, 400, f"X-ABX-Variant: unknown variant {forced!r} "
-                               f"(have {sorted(rt.variants)})")
+    if forced is not None:
+        _check_forced(request, rt, forced)
     admit(rt, len(instances) * (len(rt.variants) if rt.shadow else 1))
     rows: list[tuple[str, Mapping[str, Any]]] = [(i.unit_id, i.features) for i in instances]
     answers = await rt.predict(rows, forced)

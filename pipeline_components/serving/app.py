@@ -33,7 +33,14 @@ log = logging.getLogger("abx.serving")
 
 def admin_token(cfg: Config) -> str | None:
     """serving.admin_token, else the ABX_ADMIN_TOKEN environment variable (None: admin off)."""
-    return cfg.serving.admin_token or os.environ.get("ABX_ADMIN_TOKEN") or None
+    tok = cfg.serving.admin_token
+    return (tok.get_secret_value() if tok else None) or os.environ.get("ABX_ADMIN_TOKEN") or None
+
+
+def qa_token(cfg: Config) -> str | None:
+    """serving.qa_token, else ABX_QA_TOKEN (None: only the admin token may force a variant)."""
+    tok = cfg.serving.qa_token
+    return (tok.get_secret_value() if tok else None) or os.environ.get("ABX_QA_TOKEN") or None
 
 
 def shutdown_budget(grace_s: float) -> tuple[int, float]:
@@ -99,6 +106,7 @@ def create_app(cfg: Config, variants: Mapping[str, str] | None = None) -> FastAP
 
     app = FastAPI(title="abx router", version="1", lifespan=lifespan)
     app.state.admin_token = admin_token(cfg)
+    app.state.qa_token = qa_token(cfg)
     app.include_router(api_router)
     app.include_router(admin)
     return app

@@ -134,6 +134,10 @@ def test_breaker_trips_on_failing_challenger_and_falls_back(
             assert {a["variant"] for a in after} == {"champion"}
             r = httpx.post(f"{dep.url}/admin/promote", headers=AUTH)
             assert r.status_code == 409 and "breaker" in r.json()["detail"]
+            # A QA override does not reach a challenger the breaker took out of service.
+            r = httpx.post(f"{dep.url}/predict", json={"unit_id": "qa", "features": rows[0]},
+                           headers={"X-ABX-Variant": "challenger", **AUTH})
+            assert r.status_code == 409 and "breaker" in r.json()["detail"]
             st = c.set_weights({"champion": 0.5, "challenger": 0.5}, reset_breaker=True)
             assert not st["breaker"]["tripped"]
     finally:

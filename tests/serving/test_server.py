@@ -22,13 +22,14 @@ from pipeline_components.serving.testing import TEST_TOKEN, make_test_config
 from pipeline_components.store import count_rows, feedback, make_engine, predictions, read_frame
 
 Served = tuple[Deployment, Config, LocalBackend]
+QA_TOKEN = "qa-token-456"
 
 
 @pytest.fixture(scope="module")
 def served(registry_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     cfg = make_test_config(registry_dir, tmp_path_factory.mktemp("router"), {
         "serving.weights": {"champion": 0.5, "challenger": 0.5},
-        "serving.max_batch": 8, "serving.max_body_bytes": 4096})
+        "serving.max_batch": 8, "serving.max_body_bytes": 4096, "serving.qa_token": QA_TOKEN})
     backend = LocalBackend()
     dep = backend.start(cfg)
     yield dep, cfg, backend
@@ -151,8 +152,35 @@ def test_bad_requests_are_4xx_naming_the_field(
 def test_unknown_forced_variant_is_400(served: Served, rows: list[dict[str, Any]]) -> None:
     dep, _, _ = served
     r = httpx.post(f"{dep.url}/predict", json={"unit_id": "u", "features": rows[0]},
-                   headers={"X-ABX-Variant": "nope"})
+                   headers={"X-ABX-Variant": "nope", "Authorization": f"Bearer {TEST_TOKEN}"})
     assert r.status_code == 400 and "X-ABX-Variant" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("auth,status", [
+    (None, 401), ("Bearer wrong", 403), (f"Bearer {QA_TOKEN}", 200), (f"Bearer {TEST_TOKEN}", 200),
+])
+def test_forcing_a_variant_needs_a_credential(
+    served: Served, rows: list[dict[str, Any]], auth: str | None, status: int
+) -> None:
+    dep, _, _ = served
+    headers = {"X-ABX-Variant": "challenger", **({"Authorization": auth} if auth else {})}
+    r = httpx.post(f"{dep.url}/predict", json={"unit_id": "qa", "features": rows[0]},
+                   headers=headers)
+    assert r.status_code == status, r.text
+    if status == 200:
+        assert r.json()["variant"] == "challenger"
+    # The QA token forces variants; it is not an admin credential.
+    qa_admin = httpx.get(f"{dep.url}/admin/status", headers={"Authorization": f"Bearer {QA_TOKEN}"})
+    assert qa_admin.status_code == 403
+
+
+def test_router_params_file_holds_no_secret(served: Served) -> None:
+    # The token reaches the router process by environment, never through its params file.
+    dep, cfg, _ = served
+    params = Path(dep.log_path).parent / "params.yaml"
+    text = params.read_text()
+    assert TEST_TOKEN not in text and QA_TOKEN not in text
+    assert params.stat().st_mode & 0o077 == 0
 
 
 @pytest.mark.parametrize("headers,status", [
