@@ -4,7 +4,8 @@ Unpickling a model (``pickle``/``cloudpickle``) runs whatever code its author pu
 stores a schema instead and constructs only the types it is told to trust; but MLflow's own loader
 trusts the list written *into the model's MLmodel file* by whoever logged it, so a crafted model
 can trust anything. Here the list is ours: the types skops reports as not trusted by default must
-all come from scikit-learn, NumPy or SciPy, or be named in ``serving.trusted_types``. Anything
+all come from scikit-learn, NumPy, SciPy or abx's own ``preprocess`` module, or be named in
+``serving.trusted_types``. Anything
 else is refused with a ``DeploymentError`` naming the model URI, its flavor/format and the types.
 MLflow's ``code_paths`` (extra Python put on ``sys.path``) are never loaded either.
 """
@@ -17,11 +18,13 @@ from typing import Any
 
 from pipeline_components.errors import DeploymentError
 
-SAFE_PREFIXES = ("sklearn.", "numpy.", "scipy.")
+# abx's own preprocessing classes travel inside every trained model (pipeline_components/
+# preprocess.py); they are this installed package's code, not the model's.
+SAFE_PREFIXES = ("sklearn.", "numpy.", "scipy.", "pipeline_components.preprocess.")
 
 
 def untrusted(types: Iterable[str], extra: Iterable[str] = ()) -> list[str]:
-    """The types outside our allow-list (scikit-learn/NumPy/SciPy, plus ``extra`` by name)."""
+    """The types outside our allow-list (``SAFE_PREFIXES``, plus ``extra`` by name)."""
     allowed = set(extra)
     return sorted(t for t in types if not t.startswith(SAFE_PREFIXES) and t not in allowed)
 
@@ -66,7 +69,7 @@ def load_safe_sklearn(name: str, uri: str, pinned: str,
     if bad:
         raise DeploymentError(
             f"{where} (flavor 'sklearn', skops) holds types outside the trusted list "
-            f"(scikit-learn, NumPy, SciPy, serving.trusted_types): {bad}")
+            f"(scikit-learn, NumPy, SciPy, abx preprocess, serving.trusted_types): {bad}")
     try:
         return sio.load(path, trusted=types), meta.signature
     except Exception as exc:

@@ -47,7 +47,8 @@ def test_compiled_champion_and_refused_challenger_on_status(
         body = {"instances": [{"unit_id": f"u{i}", "features": r} for i, r in
                               enumerate(rows[:40])]}
         got = httpx.post(f"{server.url}/predict", json=body,
-                         headers={"X-ABX-Variant": "champion"}).json()["predictions"]
+                         headers={"X-ABX-Variant": "champion",
+                                  "Authorization": f"Bearer {TEST_TOKEN}"}).json()["predictions"]
     finally:
         server.stop()
     want = mlflow.sklearn.load_model("models:/abx-model/1").predict_proba(
