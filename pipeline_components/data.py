@@ -219,6 +219,18 @@ def load_source(cfg: Config) -> pd.DataFrame:
     return df
 
 
+def _check_described(cfg: Config, df: pd.DataFrame) -> None:
+    """A file params.yaml does not describe at all (e.g. the synthetic defaults): say how to."""
+    wanted = [cfg.data.id_column, cfg.data.target_column, *numeric_columns(cfg),
+              *categorical_columns(cfg)]
+    if not set(wanted) & set(df.columns):
+        raise DataError(
+            f"{cfg.data.path}: none of the columns params.yaml describes ({', '.join(wanted[:6])}"
+            f"{', ...' if len(wanted) > 6 else ''}) is in the file (its columns: "
+            f"{', '.join(map(str, df.columns[:8]))}{', ...' if len(df.columns) > 8 else ''}); "
+            f"describe it with `abx init --data {cfg.data.path} --id COLUMN --target COLUMN`")
+
+
 def run_data(cfg: Config) -> dict[str, object]:
     """Stage entry point: generate or ingest into ``data.raw_path``; return path, rows, version.
 
@@ -230,6 +242,7 @@ def run_data(cfg: Config) -> dict[str, object]:
     if cfg.data.source == "file":
         from pipeline_components.validate import run_validate
 
+        _check_described(cfg, df)
         staged = write_table(df, raw.with_name(f"{raw.stem}.incoming{raw.suffix}"))
         try:
             run_validate(cfg, staged, label=cfg.data.path)

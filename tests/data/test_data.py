@@ -170,3 +170,17 @@ def test_run_data_with_a_bad_file_keeps_the_stored_raw_table(
         run_data(make_cfg(**{"data.source": "file", "data.path": str(bad)}))
     assert file_hash(cfg.data.raw_path) == before  # the last good table is intact
     assert not list(Path(cfg.data.raw_path).parent.glob("*.incoming*"))
+
+
+def test_a_file_params_does_not_describe_points_at_abx_init(
+    make_cfg: Callable[..., Config], tmp_path: Path
+) -> None:
+    from tests.data.tables import penguins
+
+    path = tmp_path / "penguins.csv"
+    penguins().to_csv(path, index=False)
+    with pytest.raises(DataError, match=r"penguins.csv: none of the columns params.yaml describes "
+                       r"\(user_id, converted, x0, .*\) is in the file \(its columns: "
+                       r"penguin_id, island, .*describe it with `abx init --data .*penguins.csv "
+                       r"--id COLUMN --target COLUMN`"):
+        run_data(make_cfg(**{"data.source": "file", "data.path": str(path)}))
