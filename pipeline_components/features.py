@@ -20,7 +20,6 @@ import numpy as np
 import pandas as pd
 import yaml
 from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
@@ -36,7 +35,7 @@ from pipeline_components.data import (
 )
 from pipeline_components.errors import DataError
 from pipeline_components.fileio import write_json
-from pipeline_components.preprocess import AsFloat, CategoryBuckets, encoder_categories
+from pipeline_components.preprocess import CategoryBuckets, MedianImputer, encoder_categories
 
 SplitName = Literal["train", "validation", "holdout"]
 SPLITS: tuple[SplitName, ...] = ("train", "validation", "holdout")
@@ -51,18 +50,14 @@ def feature_columns(cfg: Config) -> list[str]:
 def build_preprocessor(cfg: Config) -> ColumnTransformer:
     """Unfitted ColumnTransformer: impute (+ scale) numerics, bucket and one-hot categoricals.
 
-    Numerics: missing -> median with a missing indicator, then StandardScaler (if configured).
+    Numerics: missing -> the training median, then StandardScaler (if configured).
     Categoricals: the allowed categories from params.yaml plus explicit ``other`` and ``missing``
     levels (``preprocess.py``), so every model sees the same one-hot layout whatever the training
     sample held, and a null or an unseen value at serving time means what it meant in training.
     """
     num = numeric_columns(cfg)
     cats = categorical_columns(cfg)
-    steps: list[tuple[str, Any]] = [
-        ("as_float", AsFloat()),
-        ("impute", SimpleImputer(strategy="median", add_indicator=True,
-                                 keep_empty_features=True)),
-    ]
+    steps: list[tuple[str, Any]] = [("impute", MedianImputer())]
     if cfg.features.scale_numeric:
         steps.append(("scale", StandardScaler()))
     transformers: list[tuple[str, Any, list[str]]] = [("num", Pipeline(steps), num)]

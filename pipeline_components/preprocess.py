@@ -2,9 +2,8 @@
 
 Every trained model starts with the features stage's ``ColumnTransformer``; these are its parts:
 
-* numeric columns: ``AsFloat`` (``None``/``NaN`` -> NaN, whatever the container) -> median
-  ``SimpleImputer`` with a missing-value indicator for columns that had gaps in training ->
-  ``StandardScaler``;
+* numeric columns: ``MedianImputer`` (``None``/``NaN``/``NA`` -> the training median, whatever
+  the container) -> ``StandardScaler``;
 * categorical columns: ``CategoryBuckets`` maps each value onto its allowed categories, the
   ``OTHER`` bucket (the long tail beyond the cap, and any value never seen in training) or the
   ``MISSING`` bucket, then a one-hot encoder whose categories are exactly those, so an unseen
@@ -40,30 +39,43 @@ def _object_array(x: Any) -> np.ndarray:
     return arr.reshape(-1, 1) if arr.ndim == 1 else arr
 
 
-class AsFloat(TransformerMixin, BaseEstimator):
-    """Numeric columns as float64 with NaN for every kind of missing value (None, NaN, NA).
+class MedianImputer(TransformerMixin, BaseEstimator):
+    """Numeric columns as float64, every kind of missing value (None, NaN, NA) -> training median.
 
     The router hands the model object arrays when a row mixes numbers and strings; ``None`` in
-    such an array would make sklearn's float conversion raise instead of imputing.
+    such an array would make sklearn's own imputer raise. A column with no value at all in
+    training imputes 0. ``statistics_`` holds the medians (as sklearn's SimpleImputer does).
     """
 
-    def fit(self, x: Any, y: Any = None) -> AsFloat:
-        self.n_features_in_ = _object_array(x).shape[1]
+    def fit(self, x: Any, y: Any = None) -> MedianImputer:
+        values = _floats(x)
+        with np.errstate(all="ignore"):
+            present = ~np.isnan(values)
+            med = np.array([np.median(values[present[:, j], j]) if present[:, j].any() else 0.0
+                            for j in range(values.shape[1])])
+        self.statistics_ = med
+        self.n_features_in_ = values.shape[1]
         return self
 
     def transform(self, x: Any) -> np.ndarray:
-        if not isinstance(x, pd.DataFrame):
-            arr = np.asarray(x)
-            if arr.dtype.kind in "fiub":
-                return arr.astype(np.float64, copy=False)
-        arr = _object_array(x)
-        out = np.full(arr.shape, np.nan)
-        present = ~pd.isna(arr)
-        out[present] = arr[present].astype(np.float64)
-        return out
+        values = _floats(x)
+        return np.where(np.isnan(values), self.statistics_, values)
 
     def get_feature_names_out(self, input_features: Sequence[str] | None = None) -> np.ndarray:
         return np.asarray(input_features if input_features is not None else [], dtype=object)
+
+
+def _floats(x: Any) -> np.ndarray:
+    if not isinstance(x, pd.DataFrame):
+        arr = np.asarray(x)
+        if arr.dtype.kind in "fiub":
+            arr = arr.astype(np.float64, copy=False)
+            return arr.reshape(-1, 1) if arr.ndim == 1 else arr
+    arr = _object_array(x)
+    out = np.full(arr.shape, np.nan)
+    present = ~pd.isna(arr)
+    out[present] = arr[present].astype(np.float64)
+    return out
 
 
 class CategoryBuckets(TransformerMixin, BaseEstimator):
@@ -110,7 +122,7 @@ def describe_imputation(model: Any) -> dict[str, str]:
     for _, tr, cols in getattr(first, "transformers_", []):
         steps = dict(getattr(tr, "steps", []))
         imputer = steps.get("impute")
-        if imputer is not None and hasattr(imputer, "statistics_"):
+        if imputer is not None and hasattr(imputer, "statistics_"):  # MedianImputer
             for col, value in zip(cols, imputer.statistics_, strict=False):
                 out[str(col)] = f"median {float(value):.6g}"
         elif "buckets" in steps:

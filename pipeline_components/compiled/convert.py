@@ -72,8 +72,9 @@ class CompiledModel:
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """(rows, classes) probabilities of a batch in the trained column order."""
-        feeds = {c: x[:, i:i + 1].astype(object if dt is None else dt) for i, c, dt in self._cols}
-        out = self.session.run(self._out, feeds)[0]
+        from pipeline_components.preprocess_onnx import onnx_feeds
+
+        out = self.session.run(self._out, onnx_feeds(x, self._cols))[0]
         if self.trees is None:
             return np.asarray(out, dtype=np.float64)
         import treelite
@@ -102,6 +103,9 @@ def _to_onnx(est: Any, names: Sequence[str], categorical: frozenset[str], double
              options: dict | None = None) -> bytes:
     from skl2onnx import convert_sklearn
 
+    from pipeline_components.preprocess_onnx import register
+
+    register()  # converters for the imputation / category-bucket steps every model starts with
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         onx = convert_sklearn(est, initial_types=_initial_types(names, categorical, double),
