@@ -23,7 +23,7 @@ from pipeline_components.errors import AbxError
 from pipeline_components.leakage import log_training_units
 from pipeline_components.tracking import with_retries
 from pipeline_components.training import families
-from pipeline_components.training.study import load_xy
+from pipeline_components.training.study import is_surplus, load_xy
 
 ROLE, STUDY, TRIAL, FAMILY, EXPERIMENT = (
     "abx_role", "abx_study", "abx_trial", "abx_family", "abx_experiment_id"
@@ -84,7 +84,8 @@ def log_trials(client: MlflowClient, exp_id: str, parent_id: str, study: optuna.
     done = {r.data.tags.get(TRIAL) for r in children}
     new = 0
     for t in study.get_trials(deepcopy=False):
-        if t.state != optuna.trial.TrialState.RUNNING and str(t.number) not in done:
+        if t.state != optuna.trial.TrialState.RUNNING and str(t.number) not in done \
+                and not is_surplus(t):
             _log_trial(client, exp_id, parent_id, t, cfg)
             new += 1
     return new

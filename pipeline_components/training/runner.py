@@ -85,6 +85,7 @@ def run_workers(cfg: Config, family: str, storage_url: str, on_progress: Progres
         if on_progress:
             on_progress(family, st.finished_trials(study), budget)
 
+    st.fail_stale_trials(study)  # a retry after a crash: the dead workers' trials free up
     if st.finished_trials(study) >= budget:  # a retry of a finished study: nothing to run
         pass
     elif cfg.training.workers == 1:  # in-process: no start-up cost for the small case
@@ -99,7 +100,8 @@ def _write_result(cfg: Config, family: str, result: dict[str, Any]) -> None:
 
 
 def _summary(study: optuna.Study) -> dict[str, int]:
-    states = [t.state.name.lower() for t in study.get_trials(deepcopy=False)]
+    states = [t.state.name.lower() for t in study.get_trials(deepcopy=False)
+              if not st.is_surplus(t)]
     return {s: states.count(s) for s in ("complete", "pruned", "fail")}
 
 
@@ -126,7 +128,8 @@ def train_family(cfg: Config, family: str, on_progress: Progress | None = None) 
     run_workers(cfg, family, spec, on_progress)
     if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         fails = [t.user_attrs.get("fail_reason") or t.system_attrs.get("fail_reason", "?")
-                 for t in study.trials if t.state == optuna.trial.TrialState.FAIL][:1]
+                 for t in study.trials
+                 if t.state == optuna.trial.TrialState.FAIL and not st.is_surplus(t)][:1]
         first = fails[0] if fails else "none ran; check training.timeout_s"
         raise AbxError(f"family {family}: study {study.study_name} has no completed trial "
                        f"(first failure: {first})")

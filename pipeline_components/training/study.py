@@ -4,8 +4,9 @@ Storage is chosen by config, never by code: ``training.storage: null`` means a
 ``JournalStorage(JournalFileBackend)`` file under ``<state_dir>/experiments/<id>/optuna/`` (several
 processes on one machine, file-locked appends, no server), any other value is an RDB URL
 (PostgreSQL when workers run on several machines). The parent creates the study; each worker
-process loads it by name and runs trials until the study as a whole has ``n_trials`` finished
-trials (``MaxTrialsCallback``), so N workers share one budget instead of running N budgets.
+process loads it by name and asks for trials while the study as a whole holds fewer than
+``n_trials`` finished or running trials, so N workers share one budget instead of running N
+budgets, and the budget is exact: ``n_trials: 3`` is 3 trials, whatever the number of workers.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import optuna
 import pandas as pd
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
-from optuna.study import MaxTrialsCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from pipeline_components.config import Config
@@ -29,6 +29,7 @@ from pipeline_components.training import families
 from pipeline_components.training.search_space import suggest
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+SURPLUS = "abx_surplus"  # user attr: asked in the same instant as a peer took the last slot
 
 
 def study_name(cfg: Config, family: str) -> str:
@@ -68,6 +69,83 @@ def create_study(cfg: Config, family: str, storage: BaseStorage | None = None) -
 def finished_trials(study: optuna.Study) -> int:
     """How many trials count against the budget (complete or pruned)."""
     return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def is_surplus(trial: FrozenTrial) -> bool:
+    """A trial that never ran: it lost the race for the last budget slot (see ``next_trial``)."""
+    return bool(trial.user_attrs.get(SURPLUS))
+
+
+def uses_budget(trial: FrozenTrial) -> bool:
+    """Whether a trial holds a slot of ``n_trials``: finished, running, or failed after it ran.
+
+    A failed trial that ran (its ``fail_reason`` is kept) counts, so a family whose every trial
+    fails stops after ``n_trials``; a surplus trial or one a killed worker left behind does not.
+    """
+    if trial.state == TrialState.FAIL:
+        return "fail_reason" in trial.user_attrs and not is_surplus(trial)
+    return True
+
+
+def _used(study: optuna.Study, before: int | None = None) -> int:
+    trials = study.get_trials(deepcopy=False)
+    return sum(uses_budget(t) for t in trials if before is None or t.number < before)
+
+
+def fail_stale_trials(study: optuna.Study) -> int:
+    """Mark trials left RUNNING by a killed worker as failed, so they give their slot back.
+
+    Only the parent calls this, before it starts its workers: no trial of the study can be
+    running then (a retry of the train task after a crash).
+    """
+    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for t in stale:
+        study.tell(t.number, state=TrialState.FAIL)
+    return len(stale)
+
+
+def next_trial(study: optuna.Study, budget: int) -> optuna.Trial | None:
+    """A new trial while fewer than ``budget`` trials use the budget, else None.
+
+    Counting then asking is not atomic across workers, so two can ask in the same instant for
+    the last slot. Trial numbers are handed out in order by the storage: the one with ``budget``
+    counted trials before it steps back (told FAIL and marked surplus, never run or logged).
+    """
+    if _used(study) >= budget:
+        return None
+    trial = study.ask()
+    if _used(study, before=trial.number) < budget:
+        return trial
+    trial.set_user_attr(SURPLUS, True)
+    study.tell(trial, state=TrialState.FAIL)
+    return None
+
+
+def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], budget: int,
+               timeout_s: float, on_trial: Callable[[], Any] | None = None) -> int:
+    """Ask-and-tell loop over :func:`next_trial`; returns how many trials this worker ran.
+
+    Like ``study.optimize(catch=(Exception,))``: a pruned trial is told PRUNED, a failing trial
+    is recorded FAIL (its reason kept in ``fail_reason``) and the worker goes on; an interrupt
+    fails the trial and stops the worker.
+    """
+    deadline, ran = time.monotonic() + timeout_s, 0
+    while time.monotonic() < deadline and (trial := next_trial(study, budget)) is not None:
+        try:
+            study.tell(trial, objective(trial))
+        except optuna.TrialPruned:
+            study.tell(trial, state=TrialState.PRUNED)
+        except Exception as exc:  # kept on the trial: the family's failure names it
+            if "fail_reason" not in trial.user_attrs:
+                trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:500])
+            study.tell(trial, state=TrialState.FAIL)
+        except BaseException:
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+        ran += 1
+        if on_trial is not None:
+            on_trial()
+    return ran
 
 
 def _sampler(cfg: Config, worker_index: int) -> optuna.samplers.BaseSampler:
@@ -163,14 +241,14 @@ def optimize(
     on_trial: Callable[[], Any] | None = None,
     barrier: tuple[str, int] | None = None,
 ) -> int:
-    """Run trials on the shared study until it has ``training.n_trials`` finished trials.
+    """Run trials on the shared study until ``training.n_trials`` of its trials use the budget.
 
     ``barrier`` = (folder, n_workers): wait (at most ``START_BARRIER_S``) until every local worker
     has loaded its data before the first trial, so a worker that started late on a busy machine
     still gets its share of the budget instead of finding it spent.
 
     Returns:
-        The trial budget this worker started with (0: the study was already complete).
+        How many trials this worker ran (0: the study was already complete).
     """
     from threadpoolctl import threadpool_limits
 
@@ -185,21 +263,7 @@ def optimize(
     )
     if barrier is not None:
         wait_for_peers(Path(barrier[0]), worker_index, barrier[1])
-    remaining = cfg.training.n_trials - finished_trials(study)
-    if remaining <= 0:
-        return 0
-    callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = [
-        MaxTrialsCallback(cfg.training.n_trials, states=FINISHED)
-    ]
-    if on_trial is not None:
-        callbacks.append(lambda _study, _trial: on_trial())
+    objective = make_objective(cfg, family, x, y, worker_index)
     with threadpool_limits(limits=1):
-        study.optimize(
-            make_objective(cfg, family, x, y, worker_index),
-            n_trials=remaining,
-            timeout=cfg.training.timeout_s,
-            callbacks=callbacks,
-            catch=(Exception,),  # a failing trial is recorded, the worker goes on
-            gc_after_trial=False,
-        )
-    return remaining
+        return run_trials(study, objective, cfg.training.n_trials, cfg.training.timeout_s,
+                          on_trial)

@@ -74,11 +74,54 @@ def _run_parallel(cfg: Any) -> optuna.Study:
     res = train_family(cfg, "hist_gbdt")
     study = optuna.load_study(study_name=res["study_name"],
                               storage=st.open_storage(st.storage_spec(cfg, "hist_gbdt")))
-    finished = st.finished_trials(study)
-    # Both processes ran trials of the one shared study, within one shared budget.
-    assert {t.user_attrs["worker"] for t in study.trials} == {0, 1}
-    assert cfg.training.n_trials <= finished <= cfg.training.n_trials + 1
+    # Both processes ran trials of the one shared study, within one exact shared budget.
+    ran = [t for t in study.trials if not st.is_surplus(t)]
+    assert {t.user_attrs["worker"] for t in ran} == {0, 1}
+    assert st.finished_trials(study) == len(ran) == cfg.training.n_trials
+    assert sum(res["trials"].values()) == cfg.training.n_trials
     return study
+
+
+def test_the_budget_is_exact_when_two_workers_ask_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # n_trials 3 must run 3 trials: a worker that asks in the same instant as a peer taking the
+    # last slot steps back instead of running a 4th trial.
+    study = optuna.create_study(direction="maximize")
+    study.tell(study.ask(), 0.5)
+    peer = study.ask()  # a second worker is running trial 1
+    real_ask = study.ask
+
+    def racing_ask() -> optuna.Trial:  # a third worker's ask lands between count and ask
+        monkeypatch.setattr(study, "ask", real_ask)
+        real_ask()
+        return real_ask()
+
+    monkeypatch.setattr(study, "ask", racing_ask)
+    assert st.next_trial(study, budget=3) is None
+    surplus = study.trials[-1]
+    assert st.is_surplus(surplus) and surplus.state == optuna.trial.TrialState.FAIL
+    study.tell(peer, 0.6)
+    assert st.next_trial(study, budget=3) is None  # 3 claimed: complete, complete, running
+    assert len([t for t in study.trials if not st.is_surplus(t)]) == 3
+
+
+def test_run_trials_stops_at_the_budget_and_frees_stale_slots() -> None:
+    study = optuna.create_study(direction="maximize")
+    study.ask()  # left RUNNING by a killed worker
+    assert st.fail_stale_trials(study) == 1
+    assert st.run_trials(study, lambda t: t.suggest_float("x", 0, 1), 3, 60.0) == 3
+    assert st.finished_trials(study) == 3 and st.run_trials(study, lambda t: 1.0, 3, 60.0) == 0
+
+
+def test_a_family_whose_trials_all_fail_stops_at_the_budget() -> None:
+    def broken(trial: optuna.Trial) -> float:
+        raise RuntimeError("estimator rejects the data")
+
+    study = optuna.create_study(direction="maximize")
+    assert st.run_trials(study, broken, 3, 60.0) == 3  # not until the timeout
+    assert [t.user_attrs["fail_reason"] for t in study.trials] == [
+        "RuntimeError: estimator rejects the data"] * 3
 
 
 @pytest.mark.slow
