@@ -26,7 +26,7 @@ def _conf(params: Path, sets: list[str] | None, exp_id: str | None = None) -> di
 
     cfg = load(params, sets)
     return make_conf(params, exp_id or cfg.experiment.id, parse_overrides(sets or []),
-                     root=project_root())
+                     root=project_root(), origin="--set")
 
 
 def _stored(conf: dict[str, Any], name: str) -> dict[str, Any]:

@@ -69,24 +69,52 @@ def form_overrides(form: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _overridden(key: str, overrides: Mapping[str, Any]) -> bool:
+    """Whether an override set ``key`` (itself, a section above it or a key below it)."""
+    return any(k == key or key.startswith(f"{k}.") or k.startswith(f"{key}.") for k in overrides)
+
+
+def check_training(cfg: Config, overrides: Mapping[str, Any], params_path: str,
+                   origin: str) -> None:
+    """Families and search spaces checked before any stage runs, blaming the right source.
+
+    A typo in a model family must not pass the first task and fail in ``train`` after data,
+    validation and features ran; and the message names where the bad value came from: the
+    params file, or ``origin`` (the trigger form / run conf, ``--set``).
+    """
+    from pipeline_components.training.families import validate_training_config
+
+    try:
+        validate_training_config(cfg)
+    except ConfigError as exc:
+        _, _, rest = str(exc).partition(": ")  # "params.yaml: training.families: ..."
+        key = rest.partition(":")[0]
+        source = origin if _overridden(key, overrides) else params_path
+        raise ConfigError(f"{source}: {rest}") from None
+
+
 def make_conf(
     params_path: str | Path,
     experiment_id: str,
     overrides: Mapping[str, Any] | None = None,
     root: str | Path | None = None,
+    origin: str = "override",
 ) -> dict[str, Any]:
-    """Build and validate a run conf (raises ConfigError naming the key if it is invalid).
+    """Build and validate a run conf (raises ConfigError naming the source and the key).
 
     ``root`` anchors relative paths; None: the params file's folder (the DAG's repo).
+    ``origin`` names where ``overrides`` came from in error messages (e.g. the trigger form).
     """
     params = Path(params_path).resolve()
+    extra = dict(overrides or {})
     conf = {
         "params_path": str(params),
         "experiment_id": experiment_id,
-        "overrides": dict(overrides or {}),
+        "overrides": extra,
         "root": str(Path(root).resolve() if root is not None else params.parent),
     }
-    config_for(conf)  # fail fast, in the first task, with the offending key
+    cfg = config_for(conf)  # fail fast, in the first task, with the offending key
+    check_training(cfg, extra, str(params), origin)
     return conf
 
 
@@ -107,4 +135,5 @@ def conf_from_form(
     every DAG run is a fresh experiment and a retry of any task finds the same one.
     """
     exp_id = form.get("experiment_id") or experiment_id_from_run(run_id)
-    return make_conf(params_path, str(exp_id), form_overrides(form))
+    return make_conf(params_path, str(exp_id), form_overrides(form),
+                     origin="trigger form / run conf")

@@ -81,6 +81,21 @@ def test_bad_form_values_fail_naming_the_key() -> None:
         form_overrides({"overrides": [1, 2]})
 
 
+def test_unknown_family_is_refused_at_resolve_naming_its_source(tmp_path: Path) -> None:
+    # From the form: the message must not blame params.yaml for a value the user typed.
+    with pytest.raises(ConfigError) as exc:
+        conf_from_form(DEFAULT_PARAMS, {"families": ["logreg", "xgboost"]}, "manual__x")
+    msg = str(exc.value)
+    assert msg.startswith("trigger form / run conf: training.families: unknown family 'xgboost'")
+    # From the params file: the message names that file.
+    bad = tmp_path / "params.yaml"
+    bad.write_text(DEFAULT_PARAMS.read_text().replace(
+        "families: [logreg, extra_trees, hist_gbdt]", "families: [logreg, xgb]"))
+    with pytest.raises(ConfigError) as exc:
+        conf_from_form(bad, {"n_trials": 2}, "manual__x")
+    assert str(exc.value).startswith(f"{bad}: training.families: unknown family 'xgb'")
+
+
 def test_ramp_keeps_collecting_at_the_last_step() -> None:
     from pipeline_components.config import load_config
     from pipeline_components.experiment.canary import ramp
