@@ -14,6 +14,10 @@ One DAG run is one experiment (its id is derived from the run id). The chain:
 
 The trigger form overrides params.yaml for this run; empty fields keep the params.yaml value.
 `overrides` takes any dotted key, e.g. `{"training.cv_folds": 2}`.
+
+Schedule: `experiment.schedule` in params.yaml (or the `ABX_SCHEDULE` environment variable), a
+cron expression in UTC; an empty value or `none` switches the nightly run off. Unpausing never
+starts a run for a cron time that has already passed: the first scheduled run is the next one.
 """
 
 from __future__ import annotations
@@ -25,9 +29,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-import pendulum
 import yaml
-from airflow.sdk import Asset, Param, dag, task
+from airflow.sdk import Asset, CronTriggerTimetable, Param, dag, task
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -43,8 +46,20 @@ def _params_yaml() -> dict[str, Any]:
         return {}
 
 
+def schedule_from(value: Any) -> CronTriggerTimetable | None:
+    """The DAG's schedule: a UTC cron string, or None (no nightly run) for empty/``none``.
+
+    ``run_immediately=timedelta(0)``: unpausing (or deploying) the DAG never creates a run for a
+    cron time already past, so the first run a user sees is the one they trigger from the form.
+    """
+    text = "" if value is None else str(value).strip()
+    if text.lower() in ("", "none", "null", "off"):
+        return None
+    return CronTriggerTimetable(text, timezone="UTC", run_immediately=timedelta(0))
+
+
 _P = _params_yaml()
-SCHEDULE = str(_P.get("experiment", {}).get("schedule") or "0 2 * * *")
+SCHEDULE = schedule_from(os.environ.get("ABX_SCHEDULE", _P.get("experiment", {}).get("schedule")))
 DATA_ASSET = Asset(name="abx_data_version", uri="abx://data/features")
 CHAMPION_ASSET = Asset(name="abx_champion_model", uri="abx://registry/champion")
 # Errors a retry cannot fix (bad config, bad data, a missing model, injected faults): fail now.
@@ -52,12 +67,8 @@ FINAL_ERRORS = frozenset({"ConfigError", "DataError", "DataValidationError", "Re
                           "InjectedFailure"})
 
 
-def _hint(section: str, key: str) -> str:
-    return f"empty = params.yaml ({_P.get(section, {}).get(key)!r})"
-
-
 def fail_fast(fn: F) -> F:
-    """Turn non-retryable abx errors into AirflowFailException (retries are for flaky I/O)."""
+    """Turn non-retryable abx errors into the SDK's AirflowFailException (retries are for I/O)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -65,7 +76,7 @@ def fail_fast(fn: F) -> F:
             return fn(*args, **kwargs)
         except Exception as exc:
             if any(c.__name__ in FINAL_ERRORS for c in type(exc).__mro__):
-                from airflow.exceptions import AirflowFailException
+                from airflow.sdk.exceptions import AirflowFailException
 
                 raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
             raise
@@ -73,29 +84,51 @@ def fail_fast(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _opt(kind: str, section: str, key: str, **extra: Any) -> Param:
-    return Param(None, type=["null", kind], description=_hint(section, key), **extra)
+def _opt(kind: str, key: str, title: str, meaning: str, **extra: Any) -> Param:
+    """An optional form field for params.yaml's ``key``: empty keeps the file's value."""
+    section, _, leaf = key.partition(".")
+    default = _P.get(section, {}).get(leaf)
+    return Param(None, type=["null", kind], title=title,
+                 description=f"{meaning} Empty: params.yaml's {key} ({default!r}).", **extra)
 
 
 PARAMS = {
-    "families": _opt("array", "training", "families", items={"type": "string"}),
-    "n_trials": _opt("integer", "training", "n_trials", minimum=1),
-    "canary_steps": _opt("array", "canary", "steps", items={"type": "number"}),
-    "alpha": _opt("number", "analysis", "alpha", exclusiveMinimum=0, maximum=0.5),
-    "mde": _opt("number", "analysis", "mde", exclusiveMinimum=0),
-    "min_samples": _opt("integer", "canary", "min_samples_per_step", minimum=1),
-    "max_duration_s": _opt("number", "canary", "max_duration_s", exclusiveMinimum=0),
-    "rate_per_s": _opt("number", "simulator", "rate_per_s", exclusiveMinimum=0),
-    "experiment_id": Param(None, type=["null", "string"],
-                           description="empty = derived from the run id (one experiment per run)"),
-    "overrides": Param({}, type="object", description="any params.yaml key: {\"a.b\": value}"),
+    "families": _opt("array", "training.families", "Model families",
+                     "Candidate model families, one Optuna study each "
+                     "(logreg, extra_trees, random_forest, hist_gbdt).", items={"type": "string"}),
+    "n_trials": _opt("integer", "training.n_trials", "Trials per family",
+                     "Optuna trials per model family (a count, shared by its workers).",
+                     minimum=1),
+    "canary_steps": _opt("array", "canary.steps", "Canary ramp (traffic shares)",
+                         "The challenger's share of live traffic at each step: fractions in "
+                         "(0, 1], increasing, e.g. [0.05, 0.25, 0.5] = 5%, 25%, 50%.",
+                         items={"type": "number"}),
+    "alpha": _opt("number", "analysis.alpha", "Significance level (alpha)",
+                  "Accepted chance of promoting a challenger that is not better "
+                  "(a probability, e.g. 0.05 = 5%).", exclusiveMinimum=0, maximum=0.5),
+    "mde": _opt("number", "analysis.mde", "Minimum detectable effect",
+                "Smallest lift of the primary metric worth detecting, in the metric's units "
+                "(absolute: 0.02 = 2 percentage points of a rate).", exclusiveMinimum=0),
+    "min_samples": _opt("integer", "canary.min_samples_per_step", "Users per canary step",
+                        "Users with an outcome needed before a step is analysed (a count).",
+                        minimum=1),
+    "max_duration_s": _opt("number", "canary.max_duration_s", "Canary time budget (seconds)",
+                           "Longest the whole canary may run, in seconds.", exclusiveMinimum=0),
+    "rate_per_s": _opt("number", "simulator.rate_per_s", "Simulated traffic (requests/second)",
+                       "Request rate of the traffic simulator, in requests per second.",
+                       exclusiveMinimum=0),
+    "experiment_id": Param(None, type=["null", "string"], title="Experiment id",
+                           description="Keys every output folder and registry tag. Empty: "
+                                       "derived from the run id (one experiment per run)."),
+    "overrides": Param(None, type=["null", "object"], title="Other params.yaml keys",
+                       description='Any params.yaml key as {"dotted.key": value}, e.g. '
+                                   '{"training.cv_folds": 2}. Empty: none.'),
 }
 
 
 @dag(
     dag_id="ab_experiment",
     schedule=SCHEDULE,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
     params=PARAMS,

@@ -41,7 +41,7 @@ class ExperimentConfig(_Section):
     id: str = Field("local", min_length=1, pattern=r"^[A-Za-z0-9_.:+-]+$")
     seed: int = Field(42, ge=0)
     state_dir: Path = Path(".abx")
-    schedule: str = "0 2 * * *"
+    schedule: str | None = "0 2 * * *"  # the DAG's cron (UTC); empty/none/null: no schedule
 
 
 # --------------------------------------------------------------------------- data

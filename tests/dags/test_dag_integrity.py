@@ -43,7 +43,7 @@ def test_structure(dag: Any) -> None:
     assert {"resolve", "data", "validate", "features", "families", "train", "register", "gate",
             "route_gate", "no_canary", "deploy_canary", "canary", "decide", "route_decision",
             "promote", "rollback", "cleanup", "report"} == ids
-    assert dag.catchup is False and dag.schedule == "0 2 * * *"
+    assert dag.catchup is False and dag.timetable.expression == "0 2 * * *"
     assert type(dag.task_dict["train"]).__name__.endswith("MappedOperator")  # one per family
     assert dag.task_dict["features"].upstream_task_ids == {"resolve", "validate"}
     assert set(dag.task_dict["route_decision"].downstream_task_ids) == {"promote", "rollback"}
@@ -84,7 +84,42 @@ def test_params_schema(dag: Any, name: str, good: Any, bad: Any) -> None:
 
     param = dag.params.get_param(name)
     assert param.resolve(good) == good
-    if name != "overrides":
-        assert param.resolve(None) is None  # empty field = keep the params.yaml value
+    assert param.resolve(None) is None  # empty field = keep the params.yaml value (not required)
     with pytest.raises(ParamValidationError):
         param.resolve(bad)
+
+
+def test_every_form_field_has_a_title_and_says_what_it_means(dag: Any) -> None:
+    for name in dag.params:
+        param = dag.params.get_param(name)
+        schema = param.schema
+        assert schema.get("title"), name
+        assert len(param.description or "") > 40, (name, param.description)
+        assert "null" in schema["type"], name  # the UI shows a field as required otherwise
+        assert param.value is None  # every field starts empty
+
+
+def test_unpausing_never_schedules_a_past_nightly_run(dag: Any) -> None:
+    """With no run yet, the first scheduled run is the next cron time, never the last one."""
+    from airflow.serialization.encoders import coerce_to_core_timetable
+    from airflow.timetables.base import TimeRestriction
+    from airflow.utils import timezone
+
+    # What the scheduler computes when the DAG is unpaused with no run yet (checked for real:
+    # `airflow standalone`, PATCH is_paused=false, no run was created; next run 02:00 tomorrow).
+    restriction = TimeRestriction(earliest=dag.start_date, latest=None, catchup=dag.catchup)
+    info = coerce_to_core_timetable(dag.timetable).next_dagrun_info(
+        last_automated_data_interval=None, restriction=restriction)
+    assert info is not None and info.run_after > timezone.utcnow()
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("0 3 * * *", "0 3 * * *"), ("", None), ("none", None), (" None ", None), (None, None)])
+def test_schedule_can_be_switched_off(value: str | None, expected: str | None) -> None:
+    sys.path.insert(0, str(DAGS))
+    try:
+        from ab_experiment import schedule_from
+    finally:
+        sys.path.remove(str(DAGS))
+    got = schedule_from(value)
+    assert (got.expression if got is not None else None) == expected
