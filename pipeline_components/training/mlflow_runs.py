@@ -10,6 +10,9 @@ adds only what is missing and the refit is skipped when the same best trial was 
 from __future__ import annotations
 
 import json
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.metadata import version
 from typing import Any
 
@@ -104,6 +107,22 @@ def holdout_metrics(model: Any, cfg: Config) -> dict[str, float]:
     }
 
 
+@contextmanager
+def quiet_skops_module_scan() -> Iterator[None]:
+    """Silence the FutureWarnings skops' module scan draws from other libraries' shims.
+
+    To name each saved object's module, skops (``skops.io._utils.whichmodule``) calls
+    ``getattr(module, name)`` on every loaded module. In an Airflow task those include Airflow's
+    deprecated-module shims, which answer every such lookup with a FutureWarning whose text names
+    the attribute: ~1,160 distinct warnings per saved model, burying the task log. They say
+    nothing about the model, so exactly those (FutureWarning raised from that skops module) are
+    ignored while saving; any other warning still shows.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"skops\.io\._utils")
+        yield
+
+
 def trusted_types(model: Any) -> list[str]:
     """The types skops must be told to trust for *this* model, restricted to a safe allow-list.
 
@@ -145,7 +164,7 @@ def refit_best(cfg: Config, family: str, study: optuna.Study, parent_id: str) ->
     model = families.build_pipeline(cfg, family, best.params).fit(x, y)
     metrics = holdout_metrics(model, cfg)
     example = x.head(5)
-    with mlflow.start_run(run_id=parent_id):
+    with mlflow.start_run(run_id=parent_id), quiet_skops_module_scan():
         info = mlflow.sklearn.log_model(
             model, name="model", signature=infer_signature(example, model.predict(example)),
             input_example=example, pip_requirements=pip_requirements(),
