@@ -64,6 +64,16 @@ class DataConfig(_Section):
     categorical_features: dict[str, list[str]] = Field(default_factory=dict)
     synthetic: SyntheticConfig = SyntheticConfig()
 
+    @property
+    def numeric_columns(self) -> list[str]:
+        """Numeric feature names: ``numeric_features``, or x0..x{n-1} when that list is empty.
+
+        The one reading of the rule for every stage (data, features, drift in the analysis).
+        """
+        if self.numeric_features:
+            return list(self.numeric_features)
+        return [f"x{i}" for i in range(self.synthetic.n_numeric)]
+
     @model_validator(mode="after")
     def _file_needs_path(self) -> DataConfig:
         if self.source == "file" and self.path is None:

@@ -34,9 +34,7 @@ _COVARIATE_MEAN, _COVARIATE_SD = 10.0, 3.0
 # --------------------------------------------------------------------------- column names
 def numeric_columns(cfg: Config) -> list[str]:
     """Numeric feature names: ``data.numeric_features``, or x0..x{n-1} when that list is empty."""
-    if cfg.data.numeric_features:
-        return list(cfg.data.numeric_features)
-    return [f"x{i}" for i in range(cfg.data.synthetic.n_numeric)]
+    return cfg.data.numeric_columns
 
 
 def categorical_columns(cfg: Config) -> list[str]:

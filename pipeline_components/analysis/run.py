@@ -121,7 +121,7 @@ def drift_check(
     out: list[FeatureDrift] = []
     live = live_features(prep.served)
     cats = list(cfg.data.categorical_features)
-    nums = list(cfg.data.numeric_features)
+    nums = cfg.data.numeric_columns  # x0..x{n-1} when the list is left empty
     arms = {v: live[live["variant"] == v] for v in sorted(set(live["variant"]))}
     for v, rows in arms.items():
         if reference is not None:

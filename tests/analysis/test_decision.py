@@ -284,3 +284,21 @@ def test_reason_dicts_reads_every_stored_form() -> None:
         {"code": "NOTE", "message": "free text", "blocking": False},
     ]
     assert reason_dicts(None) == []
+
+
+def test_numeric_drift_is_checked_when_numeric_features_is_left_empty(tmp_path: Any) -> None:
+    # An empty numeric_features list means x0..x{n-1} (data.synthetic.n_numeric) everywhere,
+    # the drift check included: it must not silently check no numeric feature at all.
+    from pipeline_components.analysis.testing import CATEGORIES, NUMERIC
+    from pipeline_components.config import config_from_mapping
+
+    cfg = config_from_mapping({
+        "experiment": {"id": "exp", "state_dir": str(tmp_path / ".abx")},
+        "data": {"numeric_features": [], "categorical_features": CATEGORIES,
+                 "synthetic": {"n_numeric": len(NUMERIC)}}})
+    log = simulate_log(SimSpec(reward_rate=_rates(0.5, 0.65), drift=1.0))
+    decision = analyze_frames(cfg, log.predictions, log.feedback, expected_weights=HALF,
+                              reference=log.reference)
+    checked = {d.feature for d in decision.drift}
+    assert set(NUMERIC) <= checked
+    assert codes.DRIFT in decision.codes()
