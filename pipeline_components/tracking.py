@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlparse
+
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from pipeline_components.config import Config
 from pipeline_components.errors import TrackingError
@@ -142,13 +143,16 @@ def experiment_id(client: MlflowClient, cfg: Config) -> str:
     return str(exp.experiment_id)
 
 
+def _is_locked(exc: BaseException) -> bool:
+    return "locked" in str(exc).lower()
+
+
 def with_retries(fn: Callable[[], T], attempts: int = 8, delay: float = 0.25) -> T:
-    """Call ``fn``, retrying while SQLite reports a lock (concurrent families log at once)."""
-    for i in range(attempts):
-        try:
-            return fn()
-        except Exception as exc:
-            if "locked" not in str(exc).lower() or i == attempts - 1:
-                raise
-            time.sleep(delay * (2**i))
-    raise AssertionError("unreachable")
+    """Call ``fn``, retrying while SQLite reports a lock (concurrent families log at once).
+
+    Exponential backoff (``delay``, 2x, 4x, ...) through tenacity; any other error, or the lock
+    still held after ``attempts`` calls, is raised as it came.
+    """
+    retrying = Retrying(stop=stop_after_attempt(attempts), wait=wait_exponential(multiplier=delay),
+                        retry=retry_if_exception(_is_locked), reraise=True)
+    return retrying(fn)
