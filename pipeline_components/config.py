@@ -60,8 +60,9 @@ class DataConfig(_Section):
     id_column: str = "user_id"
     target_column: str = "converted"
     covariate_column: str | None = "pre_activity"
-    numeric_features: list[str] = Field(default_factory=list)
-    categorical_features: dict[str, list[str]] = Field(default_factory=dict)
+    numeric_features: list[str] = Field(default_factory=lambda: [f"x{i}" for i in range(6)])
+    categorical_features: dict[str, list[str]] = Field(default_factory=lambda: {
+        "segment": ["new", "casual", "loyal"], "device": ["mobile", "desktop", "tablet"]})
     synthetic: SyntheticConfig = SyntheticConfig()
 
     @property
@@ -141,9 +142,34 @@ class FeaturesConfig(_Section):
 
 
 # --------------------------------------------------------------------------- training
+_TREES: dict[str, dict[str, Any]] = {
+    "n_estimators": {"type": "int", "low": 50, "high": 150, "step": 50},
+    "max_depth": {"type": "int", "low": 3, "high": 12},
+    "min_samples_leaf": {"type": "int", "low": 1, "high": 50, "log": True},
+    "max_features": {"type": "float", "low": 0.3, "high": 1.0},
+}
+# Search space per model family (training.search_spaces); params.yaml lists the same values.
+DEFAULT_SEARCH_SPACES: dict[str, dict[str, dict[str, Any]]] = {
+    "logreg": {
+        "C": {"type": "float", "low": 1e-3, "high": 100.0, "log": True},
+        "class_weight": {"type": "categorical", "choices": [None, "balanced"]},
+    },
+    "extra_trees": dict(_TREES),
+    "random_forest": dict(_TREES),
+    "hist_gbdt": {
+        "learning_rate": {"type": "float", "low": 0.02, "high": 0.3, "log": True},
+        "max_iter": {"type": "int", "low": 50, "high": 150, "step": 50},
+        "max_leaf_nodes": {"type": "int", "low": 8, "high": 48, "log": True},
+        "min_samples_leaf": {"type": "int", "low": 10, "high": 100, "log": True},
+        "l2_regularization": {"type": "float", "low": 1e-6, "high": 1.0, "log": True},
+    },
+}
+
+
 class TrainingConfig(_Section):
     families: list[str] = Field(default_factory=lambda: ["logreg", "extra_trees", "hist_gbdt"])
-    search_spaces: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=dict)
+    search_spaces: dict[str, dict[str, dict[str, Any]]] = Field(
+        default_factory=lambda: json.loads(json.dumps(DEFAULT_SEARCH_SPACES)))
     metric: Literal["roc_auc", "neg_log_loss", "accuracy"] = "roc_auc"
     cv_folds: int = Field(3, ge=2, le=20)
     n_trials: int = Field(12, ge=1, le=10_000)

@@ -3,7 +3,8 @@
 Every candidate is an sklearn ``Pipeline`` whose first step is the (unfitted) preprocessor from the
 features stage, so a logged model takes *raw* feature rows and no caller can forget to transform.
 Search spaces come from ``training.search_spaces.<family>`` in params.yaml; a family without an
-entry there falls back to ``DEFAULT_SEARCH_SPACES`` (the same values params.yaml ships with).
+entry there (a params file that lists only some) falls back to config's ``DEFAULT_SEARCH_SPACES``,
+the values params.yaml ships with (tests/data/test_config.py keeps the two equal).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from sklearn.ensemble import (
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
-from pipeline_components.config import Config
+from pipeline_components.config import DEFAULT_SEARCH_SPACES, Config
 from pipeline_components.errors import ConfigError
 from pipeline_components.training.search_space import SearchSpace, parse_space
 
@@ -47,30 +48,6 @@ FACTORIES: dict[str, Callable[[int, dict[str, Any]], BaseEstimator]] = {
     "random_forest": _random_forest,
     "hist_gbdt": _hist_gbdt,
 }
-
-_TREES = {
-    "n_estimators": {"type": "int", "low": 50, "high": 150, "step": 50},
-    "max_depth": {"type": "int", "low": 3, "high": 12},
-    "min_samples_leaf": {"type": "int", "low": 1, "high": 50, "log": True},
-    "max_features": {"type": "float", "low": 0.3, "high": 1.0},
-}
-
-DEFAULT_SEARCH_SPACES: dict[str, dict[str, dict[str, Any]]] = {
-    "logreg": {
-        "C": {"type": "float", "low": 1e-3, "high": 100.0, "log": True},
-        "class_weight": {"type": "categorical", "choices": [None, "balanced"]},
-    },
-    "extra_trees": dict(_TREES),
-    "random_forest": dict(_TREES),
-    "hist_gbdt": {
-        "learning_rate": {"type": "float", "low": 0.02, "high": 0.3, "log": True},
-        "max_iter": {"type": "int", "low": 50, "high": 150, "step": 50},
-        "max_leaf_nodes": {"type": "int", "low": 8, "high": 48, "log": True},
-        "min_samples_leaf": {"type": "int", "low": 10, "high": 100, "log": True},
-        "l2_regularization": {"type": "float", "low": 1e-6, "high": 1.0, "log": True},
-    },
-}
-
 
 def check_family(family: str) -> None:
     """Raise ConfigError naming ``training.families`` when ``family`` is not a known family."""

@@ -74,8 +74,7 @@ def test_params_yaml_ships_the_default_spaces() -> None:
     # The documented defaults and the built-in fallback must not drift apart.
     cfg = load_config(REPO / "params.yaml")
     validate_training_config(cfg)
-    for family in cfg.training.families:
-        assert cfg.training.search_spaces[family] == DEFAULT_SEARCH_SPACES[family]
+    assert cfg.training.search_spaces == DEFAULT_SEARCH_SPACES
 
 
 def test_family_without_entry_uses_the_builtin_default() -> None:
