@@ -24,7 +24,7 @@ from pipeline_components.faults import variant_fault
 from pipeline_components.serving.breaker import Breaker, Trip
 from pipeline_components.serving.metrics import Metrics
 from pipeline_components.serving.routing import CHAMPION, RoutingTable, bucket
-from pipeline_components.serving.shadow import ShadowScorer
+from pipeline_components.serving.shadow import ShadowHooks, ShadowScorer
 from pipeline_components.serving.variants import Variant, load_variant
 from pipeline_components.serving.workers import VariantWorker
 from pipeline_components.serving.writer import BatchWriter
@@ -61,7 +61,11 @@ class Router:
         weights = {n: w for n, w in cfg.serving.weights.items() if n in variants}
         self.configured = weights or {CHAMPION: 1.0}
         self.table = RoutingTable.from_weights(self.configured)
-        self.shadow_scorer = ShadowScorer(self)
+        self.shadow_scorer = ShadowScorer(ShadowHooks(
+            breaker=self.breaker, writer=self.writer, variants=lambda: self.variants,
+            call=self.call, record_ok=lambda ms: self._breaker_record(False, ms),
+            record_error=self._record_error,
+            log=lambda ts, row, ans: self._log(ts, row, ans, served=False)))
 
     # ------------------------------------------------------------------ lifecycle
     @property

@@ -11,21 +11,46 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from pipeline_components.serving.routing import CHAMPION
 
-if TYPE_CHECKING:
-    from pipeline_components.serving.router import Router
-
 _STOP = object()
+
+
+class _Breaker(Protocol):
+    @property
+    def tripped(self) -> bool: ...
+
+
+class _Writer(Protocol):
+    def has_room(self, n: int) -> bool: ...
+
+
+@dataclass(frozen=True)
+class ShadowHooks:
+    """What shadow scoring needs from the router, handed over explicitly (no import of it).
+
+    ``variants`` returns the loaded variants by name; ``call`` scores rows on one variant;
+    ``record_ok(ms)`` and ``record_error(variant, exc, n)`` feed the metrics and the breaker;
+    ``log(ts, row, answer)`` writes an unserved (shadow) prediction row.
+    """
+
+    breaker: _Breaker
+    writer: _Writer
+    variants: Callable[[], Mapping[str, Any]]
+    call: Callable[[Any, list[Mapping[str, Any]]], Any]
+    record_ok: Callable[[float], None]
+    record_error: Callable[[Any, Exception, int], None]
+    log: Callable[[float, tuple[str, Mapping[str, Any]], dict], None]
 
 
 class ShadowScorer:
     """Background challenger scoring for shadow mode."""
 
-    def __init__(self, router: Router, max_queue: int = 10_000, max_batch: int = 128):
+    def __init__(self, router: ShadowHooks, max_queue: int = 10_000, max_batch: int = 128):
         self.router = router
         self.q: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
         self.max_batch = max_batch
@@ -69,7 +94,7 @@ class ShadowScorer:
     def _score(self, batch: list[tuple[tuple[str, Mapping[str, Any]], str, float]]) -> None:
         r = self.router
         feats = [row[1] for row, _, _ in batch]
-        for name, var in r.variants.items():
+        for name, var in r.variants().items():
             if name == CHAMPION:
                 continue
             t0 = time.perf_counter()
@@ -78,14 +103,14 @@ class ShadowScorer:
                 ms = (time.perf_counter() - t0) * 1000.0
                 status = "ok"
                 for _ in batch:
-                    r._breaker_record(False, ms)
+                    r.record_ok(ms)
             except Exception as exc:
-                r._record_error(var, exc, len(batch))
+                r.record_error(var, exc, len(batch))
                 preds, ms, status = [None] * len(batch), 0.0, "error"
             for (row, req_id, ts), p in zip(batch, preds, strict=True):
                 ans = {"prediction": p, "variant": name, "model_version": var.model_version,
                        "latency_ms": ms, "status": status, "request_id": req_id}
-                r._log(ts, row, ans, served=False)  # same request_id: the shadow join key
+                r.log(ts, row, ans)  # same request_id: the shadow join key
 
     def close(self, timeout_s: float = 30.0) -> None:
         """Score whatever is queued, then stop."""
