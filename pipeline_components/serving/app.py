@@ -82,6 +82,7 @@ def create_app(cfg: Config, variants: Mapping[str, str] | None = None) -> FastAP
             import mlflow
 
             mlflow.set_tracking_uri(cfg.tracking_uri)
+            mlflow.set_registry_uri(cfg.tracking_uri)  # models:/ resolve in this store too
         s = cfg.serving
         spool = Spool.open(cfg.spool_dir, fsync=s.wal_fsync)
         writer = BatchWriter(make_engine(cfg.store_url), s.flush_interval_s, s.flush_max_rows,

@@ -48,6 +48,7 @@ def register_test_models(cfg: Config, n: int = 1500) -> dict[str, str]:
     from mlflow.tracking import MlflowClient
 
     mlflow.set_tracking_uri(cfg.tracking_uri)
+    mlflow.set_registry_uri(cfg.tracking_uri)  # one set earlier in the process must not win
     mlflow.set_experiment("abx-serving-tests")
     x, y = training_frame(cfg, n)
     name = cfg.registry.model_name

@@ -27,9 +27,9 @@ def test_compiled_champion_and_refused_challenger_on_status(
     tmp_path: Path, rows: list[dict[str, Any]]
 ) -> None:
     reg = tmp_path / "registry"
-    register_test_models(load_config(None, {**TEST_DATA, "experiment.state_dir": str(reg)}))
     cfg = make_test_config(reg, tmp_path / "state", {
         "serving.weights": {"champion": 0.5, "challenger": 0.5}})
+    register_test_models(load_config(None, {**TEST_DATA, "experiment.state_dir": str(reg)}))
     mlflow.set_tracking_uri(cfg.tracking_uri)
     x, _ = training_frame(cfg, 400)
     cats = frozenset(cfg.data.categorical_features)
