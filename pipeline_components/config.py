@@ -251,7 +251,28 @@ class ServingConfig(_Section):
         return v
 
 
+class EndpointConfig(_Section):
+    """The long-lived endpoint (serving/endpoint.py): name, address, replicas, control loop."""
+
+    name: str = Field("abx", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=0, le=65535)
+    replicas: int = Field(1, ge=1, le=64)
+    control_url: str | None = None  # None: the prediction store (serving.store_url)
+    poll_interval_s: float = Field(0.2, gt=0.0, le=10.0)
+    heartbeat_s: float = Field(1.0, gt=0.0)
+    replica_timeout_s: float = Field(5.0, gt=0.0)
+    load_timeout_s: float = Field(120.0, gt=0.0)
+    drain_s: float = Field(1.0, ge=0.0)
+    client_key: SecretStr | None = None  # None: ABX_CLIENT_KEY, else <state_dir>/endpoints/<name>/
+
+
 class CanaryConfig(_Section):
+    traffic: Literal["live", "simulator"] = "simulator"
+    poke_interval_s: float = Field(30.0, gt=0.0)
+    min_step_duration_s: float = Field(0.0, ge=0.0)
+    max_step_duration_s: float = Field(86400.0, gt=0.0)
+    shadow_first_s: float = Field(0.0, ge=0.0)
     steps: list[float] = Field(default_factory=lambda: [0.05, 0.25, 0.5])
     min_samples_per_step: int = Field(200, ge=1)
     max_duration_s: float = Field(600.0, gt=0.0)
@@ -331,6 +352,7 @@ class Config(_Section):
     tracking: TrackingConfig = TrackingConfig()
     registry: RegistryConfig = RegistryConfig()
     serving: ServingConfig = ServingConfig()
+    endpoint: EndpointConfig = EndpointConfig()
     canary: CanaryConfig = CanaryConfig()
     analysis: AnalysisConfig = AnalysisConfig()
     simulator: SimulatorConfig = SimulatorConfig()
@@ -383,6 +405,11 @@ class Config(_Section):
     def spool_dir(self) -> Path:
         """Where the router spools log rows (durable mode, shutdown spill): one slot per process."""
         return (self.serving.spool_dir or self.experiment_dir / "router" / "spool").resolve()
+
+    @property
+    def control_url(self) -> str:
+        """Where the endpoint's control state lives (default: the prediction store)."""
+        return self.endpoint.control_url or self.store_url
 
     @property
     def salt(self) -> str:

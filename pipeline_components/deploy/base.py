@@ -57,6 +57,20 @@ class DeploymentBackend(ABC):
     def alive(self, dep: Deployment) -> bool:
         return True
 
+    # A long-lived endpoint (docs/endpoint.md): N replicas of `abx endpoint serve` on one
+    # control store. Backends that can run it override these three.
+    def start_endpoint(self, cfg: Config, replicas: int | None = None) -> list[Deployment]:
+        """Start the endpoint's replicas (idempotent: returns the live ones if already up)."""
+        raise DeploymentError(f"backend {self.name!r} cannot run an endpoint yet")
+
+    def find_endpoint(self, cfg: Config) -> list[Deployment]:
+        """The endpoint's replicas this backend started and that are still running."""
+        return []
+
+    def stop_endpoint(self, cfg: Config, timeout_s: float = 30.0) -> list[Deployment]:
+        """Stop the endpoint's replicas; returns what was stopped."""
+        return []
+
     def health_wait(self, dep: Deployment, timeout_s: float = 60.0) -> None:
         """Poll ``/readyz`` until 200; raise DeploymentError on timeout or if the router died."""
         deadline = time.monotonic() + timeout_s

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,8 +20,12 @@ class RouterClient:
         'champion'
     """
 
-    def __init__(self, url: str, token: str | None = None, timeout_s: float = 10.0):
+    def __init__(self, url: str, token: str | None = None, timeout_s: float = 10.0,
+                 client_key: str | None = None):
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        key = client_key or os.environ.get("ABX_CLIENT_KEY")
+        if key:  # /feedback needs it (serving/feedback.py)
+            headers["X-ABX-Client-Key"] = key
         self.url = url.rstrip("/")
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout_s)
 
@@ -43,8 +48,10 @@ class RouterClient:
         return self._call("POST", "/predict", json={"instances": list(instances)})["predictions"]
 
     def feedback(self, outcome: float, request_id: str | None = None,
-                 unit_id: str | None = None, reward: float | None = None) -> dict[str, Any]:
-        body = {"outcome": outcome, "request_id": request_id, "unit_id": unit_id, "reward": reward}
+                 unit_id: str | None = None, reward: float | None = None,
+                 feedback_id: str | None = None) -> dict[str, Any]:
+        body = {"outcome": outcome, "request_id": request_id, "unit_id": unit_id,
+                "reward": reward, "feedback_id": feedback_id}
         clean = {k: v for k, v in body.items() if v is not None}
         return self._call("POST", "/feedback", json=clean)
 

@@ -21,6 +21,7 @@ import yaml
 
 from pipeline_components.config import Config
 from pipeline_components.deploy.base import Deployment, DeploymentBackend
+from pipeline_components.deploy.local_endpoint import LocalEndpointMixin
 from pipeline_components.errors import DeploymentError
 from pipeline_components.fileio import write_json
 
@@ -78,7 +79,7 @@ def write_private(path: Path, text: str) -> None:
         fh.write(text)
 
 
-class LocalBackend(DeploymentBackend):
+class LocalBackend(LocalEndpointMixin, DeploymentBackend):
     """Start/stop/find routers as local subprocesses."""
 
     name = "local"
