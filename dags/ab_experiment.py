@@ -6,11 +6,14 @@ One DAG run is one experiment (its id is derived from the run id). The chain:
 1. **data -> validate -> features**: generate/ingest, Great Expectations suite, seeded splits.
 2. **train** (one mapped task per model family, in parallel) -> **register** the best (alias
    `challenger`; the very first run makes it `champion`) -> **gate** (offline, on the holdout).
-3. **deploy_canary** (setup: router with champion + challenger) -> **canary** (ramp the challenger's
-   traffic step by step with the traffic simulator; stop early on a breaker event, SRM, a guardrail
-   breach or a confident result) -> **decide** -> **promote** or **rollback**.
-4. **cleanup** (teardown: stops the router even when a step failed) -> **report** (HTML + Markdown,
-   logged to MLflow).
+3. **deploy_canary** (setup: attach to the long-lived endpoint, load the challenger at weight 0 on
+   every replica) -> **canary** (a sensor in reschedule mode: ramps the challenger's weight step by
+   step and waits for real traffic and outcomes, or for the simulator's when
+   `canary.traffic: simulator`; stops early on a breaker event, SRM, a guardrail breach or a
+   confident result) -> **decide** -> **promote** (registry alias + the endpoint's champion swapped
+   in place) or **rollback** (challenger unloaded).
+4. **cleanup** (teardown: detaches from the endpoint even when a step failed; stops it only if this
+   run started it) -> **report** (HTML + Markdown, logged to MLflow).
 
 The trigger form overrides params.yaml for this run; empty fields keep the params.yaml value.
 `overrides` takes any dotted key, e.g. `{"training.cv_folds": 2}`.
@@ -30,7 +33,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from airflow.sdk import Asset, CronTriggerTimetable, Param, dag, task
+from airflow.sdk import Asset, CronTriggerTimetable, Param, PokeReturnValue, dag, task
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -60,6 +63,9 @@ def schedule_from(value: Any) -> CronTriggerTimetable | None:
 
 _P = _params_yaml()
 SCHEDULE = schedule_from(os.environ.get("ABX_SCHEDULE", _P.get("experiment", {}).get("schedule")))
+# How often the canary sensor looks at the log; between looks it holds no worker slot.
+POKE_S = float(os.environ.get("ABX_CANARY_POKE_S")
+               or _P.get("canary", {}).get("poke_interval_s") or 30)
 DATA_ASSET = Asset(name="abx_data_version", uri="abx://data/features")
 CHAMPION_ASSET = Asset(name="abx_champion_model", uri="abx://registry/champion")
 # Errors a retry cannot fix (bad config, bad data, a missing model, injected faults): fail now.
@@ -213,12 +219,13 @@ def ab_experiment() -> None:
 
         return tasks.deploy(exp)
 
-    @task(execution_timeout=timedelta(hours=2))
+    @task.sensor(poke_interval=POKE_S, timeout=timedelta(days=30), mode="reschedule")
     @fail_fast
-    def canary(exp: dict, deployment: dict) -> dict:
+    def canary(exp: dict, deployment: dict) -> PokeReturnValue:
         from pipeline_components.experiment import tasks
 
-        return tasks.canary(exp, deployment)
+        result = tasks.canary_poke(exp, deployment)
+        return PokeReturnValue(is_done=result is not None, xcom_value=result)
 
     @task
     @fail_fast

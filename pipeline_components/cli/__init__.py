@@ -12,7 +12,8 @@ from pipeline_components.cli._app import app, console
 from pipeline_components.errors import AbxError
 
 # Importing a module registers its commands on ``app``.
-for _name in ("config_cmd", "data", "train", "serve", "analyze", "experiment"):
+for _name in ("config_cmd", "data", "train", "serve", "analyze", "experiment", "endpoint",
+              "feedback"):
     try:
         __import__(f"pipeline_components.cli.{_name}")
     except ModuleNotFoundError as exc:  # a stage not built yet

@@ -60,14 +60,24 @@ def simulate_cmd(
     offset: Annotated[int, typer.Option(help="First holdout row to replay.")] = 0,
     n: Annotated[int | None, typer.Option(help="Users to send (default simulator.max_requests)")]
     = None,
+    out: Annotated[Path | None, typer.Option(help="Also write the result JSON here.")] = None,
+    progress: Annotated[bool, typer.Option(help="Draw a progress bar.")] = True,
+    allow_remote: Annotated[bool, typer.Option(help="Allow a non-loopback --url.")] = False,
 ) -> None:
-    """Replay holdout users against the router over HTTP, then post their outcomes as feedback."""
+    """Replay holdout users against an endpoint over HTTP (an outside client), then post their
+    outcomes as feedback (with the endpoint's client key)."""
     from pipeline_components.experiment.config import config_for
     from pipeline_components.experiment.simulate import simulate
 
     conf = _conf(params, set_)
     target = url or _stored(conf, "deployment")["url"]
-    _print(simulate(config_for(conf), target, offset=offset, n=n))
+    res = simulate(config_for(conf), target, offset=offset, n=n, progress=progress,
+                   allow_remote=allow_remote)
+    if out is not None:
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(res, default=str))
+        tmp.replace(out)  # atomic: a reader sees the whole result or nothing
+    _print(res)
 
 
 @app.command("canary")
@@ -110,7 +120,8 @@ def decide_cmd(
     if apply:
         dep = _maybe(conf, "deployment")
         act = tasks.promote if tasks.route_decision(decision) == "promote" else tasks.rollback
-        _print(act(conf, decision, dep if dep.get("url") and _alive(conf) else {}))
+        live = dep.get("endpoint") or (dep.get("url") and _alive(conf))
+        _print(act(conf, decision, dep if live else {}))
 
 
 def _alive(conf: dict[str, Any]) -> bool:

@@ -151,7 +151,7 @@ async def _one_user(
 
 async def _run(
     url: str, users: list[User], rate: float, concurrency: int, delay_s: float,
-    timeout_s: float, on_done: Any,
+    timeout_s: float, on_done: Any, client_key: str | None = None,
 ) -> SimulationResult:
     res = SimulationResult(started_at=time.time())
     queue: asyncio.Queue[User] = asyncio.Queue()
@@ -159,7 +159,9 @@ async def _run(
         queue.put_nowait(u)
     pacer = _Pacer(rate)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=timeout_s, limits=limits) as http:
+    headers = {"X-ABX-Client-Key": client_key} if client_key else {}
+    async with httpx.AsyncClient(base_url=url, timeout=timeout_s, limits=limits,
+                                 headers=headers) as http:
 
         async def worker() -> None:
             while not queue.empty():
@@ -184,13 +186,19 @@ def simulate_users(
     timeout_s: float = 10.0,
     progress: bool = True,
     label: str = "traffic",
+    client_key: str | None = None,
+    allow_remote: bool = False,
 ) -> SimulationResult:
     """Send each user's request at ``rate_per_s`` with at most ``concurrency`` in flight.
+
+    ``client_key`` goes with every /feedback (the endpoint refuses outcomes without it).
+    Synthetic traffic goes to loopback only unless ``allow_remote`` says otherwise.
 
     Raises:
         ConfigError: the url is not loopback. DeploymentError: nothing at all was answered.
     """
-    check_loopback(url)
+    if not allow_remote:
+        check_loopback(url)
     batch = list(users)
     if not batch:
         return SimulationResult(started_at=time.time())
@@ -200,7 +208,7 @@ def simulate_users(
         task = bar.add_task(label, total=len(batch))
         res = asyncio.run(
             _run(url.rstrip("/"), batch, rate_per_s, concurrency, feedback_delay_s, timeout_s,
-                 lambda: bar.advance(task))
+                 lambda: bar.advance(task), client_key)
         )
     if res.answered == 0:
         raise DeploymentError(f"simulator: router at {url} answered none of {res.sent} requests")
@@ -230,15 +238,19 @@ def take(users: list[User], offset: int, n: int) -> list[User]:
 
 
 def simulate(
-    cfg: Config, url: str, *, offset: int = 0, n: int | None = None, progress: bool = True
+    cfg: Config, url: str, *, offset: int = 0, n: int | None = None, progress: bool = True,
+    allow_remote: bool = False,
 ) -> dict[str, Any]:
     """Entry point (``abx simulate``): replay ``n`` holdout users from ``offset`` at the config's
     rate and concurrency; returns the JSON-able result plus the next offset."""
+    from pipeline_components.serving.keys import endpoint_secret
+
     users = load_users(cfg)
     n = cfg.simulator.max_requests if n is None else n
     sim = cfg.simulator
     res = simulate_users(
         url, take(users, offset, n), rate_per_s=sim.rate_per_s, concurrency=sim.concurrency,
         feedback_delay_s=sim.feedback_delay_s, timeout_s=sim.timeout_s, progress=progress,
+        client_key=endpoint_secret(cfg, "client_key"), allow_remote=allow_remote,
     )
     return {**res.to_dict(), "offset": offset, "next_offset": offset + n}

@@ -126,26 +126,36 @@ def no_canary(conf: Conf, gate_result: Mapping[str, Any]) -> dict[str, Any]:
 
 @announced
 def deploy(conf: Conf) -> dict[str, Any]:
-    """Start the router (champion + challenger); reuse this experiment's live router on retry."""
-    from pipeline_components.deploy import get_backend
-    from pipeline_components.experiment.state import admin_token
+    """Attach the experiment to the endpoint: challenger loaded on every replica at weight 0."""
+    from pipeline_components.experiment.attach import attach
 
-    cfg = config_for(conf)
-    admin_token(cfg, create=True)
-    backend = get_backend(cfg.serving.backend)
-    live = backend.find(cfg.experiment.id, cfg)
-    dep = live[0] if live else backend.start(cfg)
-    out = dep.to_dict()
-    write_state(cfg, "deployment", out)
-    return out
+    return attach(config_for(conf))
 
 
 @announced
 def canary(conf: Conf, deployment: Mapping[str, Any]) -> dict[str, Any]:
-    from pipeline_components.experiment.canary import run_canary
+    """The whole ramp in one call (``abx run``, ``dvc repro``): polls until it is over."""
+    from pipeline_components.experiment.live_canary import run
 
-    res = run_canary(config_for(conf), deployment)
-    return {"decision": res["decision"], "stopped": res.get("stopped"), "looks": len(res["steps"])}
+    return _canary_summary(run(config_for(conf), dict(deployment)))
+
+
+def canary_poke(conf: Conf, deployment: Mapping[str, Any]) -> dict[str, Any] | None:
+    """One poll of the canary (the Airflow sensor's body): its summary when over, else None."""
+    from pipeline_components.experiment.live_canary import poke
+
+    res = poke(config_for(conf), dict(deployment))
+    if res is None:
+        return None
+    out = _canary_summary(res)
+    print(f"[abx] canary: {out['stopped']} after {out['looks']} look(s) -> "
+          f"{(out['decision'] or {}).get('action')}", flush=True)
+    return out
+
+
+def _canary_summary(res: Mapping[str, Any]) -> dict[str, Any]:
+    return {"decision": res["decision"], "stopped": res.get("stopped"),
+            "looks": len(res["steps"])}
 
 
 @announced
@@ -163,33 +173,40 @@ def route_decision(decision: Mapping[str, Any]) -> str:
 
 @announced
 def promote(conf: Conf, decision: Mapping[str, Any], deployment: Mapping[str, Any]) -> dict:
+    """Registry alias (locked, check-and-set), then the endpoint's champion swapped in place."""
+    from pipeline_components.experiment.attach import promote_on_endpoint
     from pipeline_components.experiment.promotion import promote as do_promote
-    from pipeline_components.experiment.state import admin_token
 
     cfg = config_for(conf)
     g = read_state(cfg, "gate") or {}
     out = do_promote(cfg, str(g["challenger"]), expected_champion=g.get("champion"),
-                     reasons=decision.get("reasons", []), router_url=deployment.get("url"),
-                     token=admin_token(cfg))
+                     reasons=decision.get("reasons", []))
+    if deployment.get("endpoint"):
+        out["endpoint"] = promote_on_endpoint(cfg)
     write_state(cfg, "outcome", out)
     return out
 
 
 @announced
 def rollback(conf: Conf, decision: Mapping[str, Any], deployment: Mapping[str, Any]) -> dict:
+    """Registry: challenger rejected (champion untouched); endpoint: challenger unloaded."""
+    from pipeline_components.experiment.attach import reject_on_endpoint
+    from pipeline_components.experiment.promotion import _reasons_text
     from pipeline_components.experiment.promotion import rollback as do_rollback
-    from pipeline_components.experiment.state import admin_token
 
     cfg = config_for(conf)
     g = read_state(cfg, "gate") or {}
-    out = do_rollback(cfg, g.get("challenger"), reasons=decision.get("reasons", []),
-                      router_url=deployment.get("url"), token=admin_token(cfg))
+    reasons = decision.get("reasons", [])
+    out = do_rollback(cfg, g.get("challenger"), reasons=reasons)
+    if deployment.get("endpoint"):
+        out["endpoint"] = reject_on_endpoint(cfg, _reasons_text(reasons) or "rollback")
     write_state(cfg, "outcome", out)
     return out
 
 
 @announced
 def cleanup(conf: Conf, deployment: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Teardown: detach from the endpoint (stop it only if this experiment started it)."""
     from pipeline_components.experiment.cleanup import cleanup as do_cleanup
 
     return do_cleanup(config_for(conf), deployment)

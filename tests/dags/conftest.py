@@ -27,6 +27,7 @@ os.environ.update({
     "GX_ANALYTICS_ENABLED": "false",
     "DVC_NO_ANALYTICS": "1",
     "OMP_NUM_THREADS": "1",
+    "ABX_CANARY_POKE_S": "1",  # the canary sensor's poke interval (read when the DAG is parsed)
 })
 
 

@@ -120,8 +120,9 @@ def test_4_teardown_runs_after_an_injected_failure(world: dict[str, Any]) -> Non
     assert states["canary"] == "failed" and states["cleanup"] == "success"
     assert states["report"] == "upstream_failed"
     cfg = cfg_of(world, "e2e-broken")
-    dep = read_state(cfg, "deployment")
-    assert not _pid_alive(dep["pid"]) and LocalBackend().find(cfg.experiment.id, cfg) == []
+    dep = read_state(cfg, "deployment")  # the run started the endpoint, so it stopped it
+    assert dep["started_endpoint"] and not any(_pid_alive(p) for p in dep["pids"])
+    assert LocalBackend().find_endpoint(cfg) == []
     assert alias(world, "champion") == champion
 
 
