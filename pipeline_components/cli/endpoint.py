@@ -39,6 +39,7 @@ def serve(
     import uvicorn
 
     from pipeline_components.deploy.local import free_port
+    from pipeline_components.serving.app import shutdown_budget
     from pipeline_components.serving.endpoint_app import create_endpoint_app
 
     cfg = load(params, set_)
@@ -50,7 +51,7 @@ def serve(
     console.print(f"abx endpoint {cfg.endpoint.name!r} replica on {url}")
     uvicorn.run(create_endpoint_app(cfg, url), host=bind, port=port, workers=1,
                 log_level=os.environ.get("ABX_LOG_LEVEL", "warning"), access_log=False,
-                timeout_graceful_shutdown=30)
+                timeout_graceful_shutdown=shutdown_budget(cfg.serving.shutdown_grace_s)[0])
 
 
 @endpoint_app.command("up")

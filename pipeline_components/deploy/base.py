@@ -67,7 +67,7 @@ class DeploymentBackend(ABC):
         """The endpoint's replicas this backend started and that are still running."""
         return []
 
-    def stop_endpoint(self, cfg: Config, timeout_s: float = 30.0) -> list[Deployment]:
+    def stop_endpoint(self, cfg: Config, timeout_s: float | None = None) -> list[Deployment]:
         """Stop the endpoint's replicas; returns what was stopped."""
         return []
 

@@ -85,7 +85,7 @@ class LocalEndpointMixin:
         dep = Deployment(url=f"http://{url_host}:{port}", pid=proc.pid,
                          experiment_id=f"endpoint:{cfg.endpoint.name}", port=port,
                          backend=self.name, host=host, log_path=str(log_path),
-                         started_at=time.time())
+                         started_at=time.time(), grace_s=cfg.serving.shutdown_grace_s)
         (folder / f"replica-{i}.json").write_text(json.dumps(dep.to_dict(), indent=2))
         return dep
 
@@ -103,7 +103,7 @@ class LocalEndpointMixin:
                 state.unlink(missing_ok=True)
         return out
 
-    def stop_endpoint(self, cfg: Config, timeout_s: float = 30.0) -> list[Deployment]:
+    def stop_endpoint(self, cfg: Config, timeout_s: float | None = None) -> list[Deployment]:
         """Stop every local replica gracefully (in-flight requests finish, logs drain)."""
         found = self.find_endpoint(cfg)
         for dep in found:

@@ -444,6 +444,6 @@ def _variant_row(endpoint: str, v: VariantState, weight: float, now: float) -> d
             "added_at": now}
 
 
-def _plain(row: Mapping[str, Any]) -> dict[str, Any]:
+def _plain(row: Any) -> dict[str, Any]:
     """A row as a dict with plain ``str`` keys (SQLAlchemy's are a str subclass orjson refuses)."""
     return {str(k): v for k, v in row.items()}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,7 +29,7 @@ from pipeline_components.serving.api import json_response, parse, read_body
 from pipeline_components.serving.api import router as api_router
 from pipeline_components.serving.batcher import MicroBatcher
 from pipeline_components.serving.endpoint import EndpointRouter, Follower
-from pipeline_components.serving.keys import endpoint_secret
+from pipeline_components.serving.keys import endpoint_dir, endpoint_secret
 from pipeline_components.serving.writer import BatchWriter
 from pipeline_components.store import make_engine
 
@@ -137,14 +138,17 @@ def create_endpoint_app(cfg: Config, url: str) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from pipeline_components.serving.app import _limit_threads
+        from pipeline_components.serving.app import _limit_threads, shutdown_budget
+        from pipeline_components.serving.spool import Spool
         from pipeline_components.tracking import configure_mlflow
 
         _limit_threads()
         configure_mlflow(cfg)
         await asyncio.to_thread(ops.ensure_endpoint, cfg, replica_id)
         s = cfg.serving
-        writer = BatchWriter(make_engine(cfg.store_url), s.flush_interval_s, s.flush_max_rows)
+        spool = Spool.open(endpoint_dir(cfg) / "spool", fsync=s.wal_fsync)
+        writer = BatchWriter(make_engine(cfg.store_url), s.flush_interval_s, s.flush_max_rows,
+                             s.writer_max_pending, spool=spool, durable=s.durable)
         rt = EndpointRouter(cfg, writer.start())
         follower = Follower(cfg, rt, ops.open_control(cfg), replica_id, url)
         app.state.router, app.state.follower = rt, follower
@@ -153,10 +157,11 @@ def create_endpoint_app(cfg: Config, url: str) -> FastAPI:
         try:
             yield
         finally:
+            deadline = time.monotonic() + shutdown_budget(s.shutdown_grace_s)[1]
             if app.state.batcher is not None:
                 await app.state.batcher.close()
             follower.stop()
-            rt.close()
+            rt.close(deadline)
             log.info("endpoint replica %s stopped; rows written: %s", replica_id, writer.written)
 
     app = FastAPI(title=f"abx endpoint {cfg.endpoint.name}", version="1", lifespan=lifespan)

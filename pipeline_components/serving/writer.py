@@ -46,6 +46,7 @@ from pipeline_components.store import (
     dead_letters,
     events,
     feedback,
+    insert_statement,
     predictions,
     writer_checkpoints,
 )
