@@ -24,10 +24,13 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
     create_engine,
     event,
     func,
+    or_,
     select,
+    text,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -68,6 +71,9 @@ feedback = Table(
     Column("unit_id", String(128), nullable=True),
     Column("outcome", Float, nullable=False),  # the delayed label (0/1) or a numeric outcome
     Column("reward", Float, nullable=True),  # business reward of the served decision, if known
+    # Idempotency key: "r:<request_id>", "f:<client feedback id>" or "u:<unit_id>@<ts>" (imports).
+    # Unique (NULLs never collide): a retried or re-imported outcome is stored once.
+    Column("feedback_key", String(200), nullable=True),
     Index("ix_feedback_exp_req", "experiment_id", "request_id"),
     Index("ix_feedback_exp_unit", "experiment_id", "unit_id"),
 )
@@ -138,6 +144,9 @@ def make_engine(url: str) -> Engine:
             engine = create_engine(url, pool_pre_ping=True, hide_parameters=True)
         metadata.create_all(engine)
         add_missing_columns(engine)
+        with engine.begin() as conn:  # also for stores made before the column existed
+            conn.execute(text("CREATE UNIQUE INDEX IF NOT EXISTS ux_feedback_key "
+                              "ON feedback (feedback_key)"))
     except SQLAlchemyError as exc:
         raise AnalysisError(f"prediction store {url!r} is not reachable: {exc}") from exc
     return engine
@@ -150,7 +159,7 @@ def add_missing_columns(engine: Engine) -> list[str]:
     older version would reject new rows. Only nullable, additive changes happen here; stored rows
     are never rewritten. Returns the "table.column" names added.
     """
-    from sqlalchemy import inspect, text
+    from sqlalchemy import inspect
 
     added = []
     insp = inspect(engine)
@@ -172,8 +181,38 @@ def insert_rows(engine: Engine, table: Table, rows: Iterable[Mapping[str, Any]])
     if not batch:
         return 0
     with engine.begin() as conn:
-        conn.execute(table.insert(), batch)
+        conn.execute(insert_statement(engine, table), batch)
     return len(batch)
+
+
+def insert_statement(engine: Engine, table: Table) -> Any:
+    """A plain insert; for feedback one that skips a row whose ``feedback_key`` is stored
+    (a retried or re-imported outcome is not an error, it is already there)."""
+    if table is not feedback:
+        return table.insert()
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing()
+    if engine.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table).on_conflict_do_nothing()
+    return table.insert()
+
+
+def read_feedback(engine: Engine, experiment_id: str) -> pd.DataFrame:
+    """Feedback of one experiment: rows tagged with it, plus outcomes for its requests that
+    arrived after the endpoint stopped collecting for it (tagged ``endpoint:<name>``) or that
+    an import could not place (``unmatched``). Another experiment's rows never leak in."""
+    ids = select(predictions.c.request_id).where(predictions.c.experiment_id == experiment_id)
+    late = or_(feedback.c.experiment_id.like("endpoint:%"),
+               feedback.c.experiment_id == "unmatched")
+    q = (select(feedback).where(or_(feedback.c.experiment_id == experiment_id,
+                                    and_(late, feedback.c.request_id.in_(ids))))
+         .order_by(feedback.c.id))
+    with engine.connect() as conn:
+        return pd.DataFrame(conn.execute(q).mappings().all(), columns=[c.name for c in feedback.c])
 
 
 def count_rows(engine: Engine, table: Table, experiment_id: str) -> int:

@@ -212,13 +212,13 @@ def analyze(
         AnalysisError: the store holds no prediction of this experiment id (a typo, or the
             canary never ran): an empty analysis would read as a harmless "continue".
     """
-    from pipeline_components.store import feedback, make_engine, predictions, read_frame
+    from pipeline_components.store import make_engine, predictions, read_feedback, read_frame
 
     eng = engine if engine is not None else make_engine(cfg.store_url)
     preds = read_frame(eng, predictions, cfg.experiment.id)
     if preds.empty:
         raise AnalysisError(unknown_experiment_message(eng, cfg.experiment.id))
-    fb = read_frame(eng, feedback, cfg.experiment.id)
+    fb = read_feedback(eng, cfg.experiment.id)
     return analyze_frames(
         cfg, preds, fb, expected_weights=expected_weights, look=look, srm_since_ts=srm_since_ts,
         covariates=covariates, reference=reference, previous_fractions=previous_fractions,

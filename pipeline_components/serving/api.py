@@ -153,14 +153,23 @@ async def predict(request: Request) -> Response:
 
 @router.post("/feedback")
 async def feedback(request: Request) -> Response:
-    """Record a delayed outcome for a request id or a unit id (joined at analysis time)."""
+    """Record a delayed outcome for a request id or a unit id (client key; idempotent per id)."""
+    from pipeline_components.serving.feedback import (
+        check_outcome,
+        feedback_row,
+        require_client_key,
+    )
+
     rt = get_router(request)
+    require_client_key(request)
     fb = parse(FeedbackRequest, await read_body(request, rt.cfg.serving.max_body_bytes),
                rt, "feedback")
+    problem = check_outcome(rt.cfg, fb.outcome, fb.reward)
+    if problem:
+        rt.metrics.bad_requests.labels("feedback").inc()
+        raise HTTPException(422, problem)
     admit(rt, 1)
-    rt.writer.put("feedback", {"experiment_id": rt.exp_id, "ts": time.time(),
-                               "request_id": fb.request_id, "unit_id": fb.unit_id,
-                               "outcome": fb.outcome, "reward": fb.reward})
+    rt.writer.put("feedback", feedback_row(rt.exp_id, time.time(), fb.model_dump()))
     return json_response({"status": "ok"})
 
 

@@ -22,6 +22,7 @@ from pipeline_components.config import Config
 from pipeline_components.serving.admin import admin
 from pipeline_components.serving.api import router as api_router
 from pipeline_components.serving.heap import GcWatch, freeze_loaded_heap
+from pipeline_components.serving.keys import endpoint_secret
 from pipeline_components.serving.router import Router
 from pipeline_components.serving.spool import Spool
 from pipeline_components.serving.variants import default_variants
@@ -108,6 +109,7 @@ def create_app(cfg: Config, variants: Mapping[str, str] | None = None) -> FastAP
     app = FastAPI(title="abx router", version="1", lifespan=lifespan)
     app.state.admin_token = admin_token(cfg)
     app.state.qa_token = qa_token(cfg)
+    app.state.client_key = endpoint_secret(cfg, "client_key")  # /feedback (serving/feedback.py)
     app.include_router(api_router)
     app.include_router(admin)
     return app

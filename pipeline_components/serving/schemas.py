@@ -64,6 +64,7 @@ class FeedbackRequest(_Strict):
     unit_id: str | None = Field(None, min_length=1, max_length=128)
     outcome: float
     reward: float | None = None
+    feedback_id: str | None = Field(None, min_length=1, max_length=128)  # idempotency key
 
     @model_validator(mode="after")
     def _has_key(self) -> FeedbackRequest:

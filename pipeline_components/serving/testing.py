@@ -174,9 +174,11 @@ def make_test_config(
         "tracking.tracking_uri": f"sqlite:///{registry_state}/mlflow.db",
         "serving.port": 0,
         "serving.admin_token": TEST_TOKEN,
+        "endpoint.client_key": TEST_CLIENT_KEY,
         "serving.flush_interval_s": 0.05,
     }
     return load_config(None, {**base, **(overrides or {})})
 
 
 TEST_TOKEN = "test-token-123"
+TEST_CLIENT_KEY = "test-client-key-456"  # /feedback (separate from the admin token)

@@ -219,7 +219,7 @@ class BatchWriter:
             by_table.setdefault(table, []).append(row)
         with self.engine.begin() as conn:
             for table, rows in by_table.items():
-                conn.execute(TABLES[table].insert(), rows)
+                conn.execute(insert_statement(self.engine, TABLES[table]), rows)
             self._checkpoint(conn, part[-1][0])
         for table, rows in by_table.items():
             self.written[table] += len(rows)

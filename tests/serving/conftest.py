@@ -11,6 +11,7 @@ import pytest
 
 from pipeline_components.config import Config, load_config
 from pipeline_components.serving.testing import (
+    TEST_CLIENT_KEY,
     TEST_DATA,
     TEST_TOKEN,
     make_test_config,
@@ -20,6 +21,7 @@ from pipeline_components.serving.testing import (
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ["ABX_CLIENT_KEY"] = TEST_CLIENT_KEY  # RouterClient sends it with /feedback
 TOKEN = TEST_TOKEN
 DATA = TEST_DATA
 

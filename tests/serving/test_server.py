@@ -18,7 +18,7 @@ import pytest
 
 from pipeline_components.config import Config
 from pipeline_components.deploy import Deployment, LocalBackend, RouterClient
-from pipeline_components.serving.testing import TEST_TOKEN, make_test_config
+from pipeline_components.serving.testing import TEST_CLIENT_KEY, TEST_TOKEN, make_test_config
 from pipeline_components.store import count_rows, feedback, make_engine, predictions, read_frame
 
 Served = tuple[Deployment, Config, LocalBackend]
@@ -205,9 +205,10 @@ def test_feedback_joins_predictions(served: Served, rows: list[dict[str, Any]]) 
             c.feedback(outcome=float(i % 2), request_id=a["request_id"], reward=1.0)
         for i in range(10, 20):
             c.feedback(outcome=1.0, unit_id=f"fb-{i}")
-        bad = httpx.post(f"{dep.url}/feedback", json={"outcome": 1.0})
+        key = {"X-ABX-Client-Key": TEST_CLIENT_KEY}
+        bad = httpx.post(f"{dep.url}/feedback", json={"outcome": 1.0}, headers=key)
         assert bad.status_code == 422 and "request_id or unit_id" in bad.json()["detail"]
-        assert httpx.post(f"{dep.url}/feedback",
+        assert httpx.post(f"{dep.url}/feedback", headers=key,
                           json={"unit_id": "u", "outcome": "yes"}).status_code == 422
         settle(c)
     engine = make_engine(cfg.store_url)
