@@ -61,22 +61,22 @@ def up(
     replicas: Annotated[int | None, typer.Option(help="Default endpoint.replicas.")] = None,
 ) -> None:
     """Start the endpoint's replicas (the stored state comes back as it was); idempotent."""
-    from pipeline_components.experiment.cleanup import backend_for
+    from pipeline_components.deploy import get_backend
     from pipeline_components.serving import operations as ops
 
     cfg = load(params, set_)
     ops.ensure_endpoint(cfg, ACTOR)
-    deps = backend_for(cfg).start_endpoint(cfg, replicas)
+    deps = get_backend(cfg.serving.backend).start_endpoint(cfg, replicas)
     _print({"endpoint": cfg.endpoint.name, "replicas": [d.to_dict() for d in deps]})
 
 
 @endpoint_app.command("down")
 def down(params: ParamsOpt = "params.yaml", set_: SetOpt = None) -> None:  # type: ignore[assignment]
     """Stop the local replicas (the control state stays: `up` brings it back)."""
-    from pipeline_components.experiment.cleanup import backend_for
+    from pipeline_components.deploy import get_backend
 
     cfg = load(params, set_)
-    stopped = backend_for(cfg).stop_endpoint(cfg)
+    stopped = get_backend(cfg.serving.backend).stop_endpoint(cfg)
     _print({"endpoint": cfg.endpoint.name, "stopped": [d.url for d in stopped]})
 
 

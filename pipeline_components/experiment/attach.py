@@ -25,9 +25,9 @@ CHALLENGER = "challenger"
 
 
 def _backend(cfg: Config) -> Any:
-    from pipeline_components.experiment.cleanup import backend_for
+    from pipeline_components.deploy import get_backend
 
-    return backend_for(cfg)
+    return get_backend(cfg.serving.backend)
 
 
 def _urls(cfg: Config) -> list[str]:

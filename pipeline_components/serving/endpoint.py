@@ -14,7 +14,6 @@ to champion: no reload, no gap.
 from __future__ import annotations
 
 import dataclasses
-import gc
 import logging
 import math
 import os
@@ -25,9 +24,11 @@ from typing import Any
 from pipeline_components.config import Config
 from pipeline_components.serving.breaker import Trip
 from pipeline_components.serving.control import ControlStore, Snapshot, VariantState
+from pipeline_components.serving.heap import freeze_loaded_heap
 from pipeline_components.serving.router import Router
 from pipeline_components.serving.routing import CHAMPION, RoutingTable
 from pipeline_components.serving.variants import Variant, load_variant
+from pipeline_components.serving.workers import VariantWorker
 from pipeline_components.serving.writer import BatchWriter
 
 log = logging.getLogger("abx.endpoint")
@@ -43,11 +44,23 @@ class EndpointRouter(Router):
         self.control_version = 0
         self.pending_trip: Trip | None = None
         self._draining: dict[str, float] = {}
+        self._renamed: dict[tuple[str, str], Variant] = {}
         self._wake: threading.Event | None = None
 
     @property
     def ready(self) -> bool:
         return CHAMPION in self.variants
+
+    def worker(self, var: Variant) -> VariantWorker:
+        """One worker per loaded model (its pinned URI), not per name: a promotion renames the
+        challenger to champion and keeps its worker, so no request waits on a closed one."""
+        w = self._workers.get(var.uri)
+        if w is None:
+            s = self.cfg.serving
+            w = VariantWorker(var, self.call, s.variant_timeouts_s.get(var.name, s.model_timeout_s),
+                              s.max_batch, coalesce=s.micro_batch)
+            self._workers[var.uri] = w
+        return w
 
     def load(self) -> None:  # the Follower loads; nothing to do at startup
         return None
@@ -58,7 +71,7 @@ class EndpointRouter(Router):
         for name, v in snap.variants.items():
             m = models.get(v.pinned_uri)
             if m is not None:
-                ready[name] = m if m.name == name else dataclasses.replace(m, name=name)
+                ready[name] = self._named(m, name)
         if CHAMPION not in ready and CHAMPION in self.variants:
             ready[CHAMPION] = self.variants[CHAMPION]  # keep serving until the new one loads
         now = time.monotonic()
@@ -89,6 +102,15 @@ class EndpointRouter(Router):
         self.control_version = snap.version
         self.metrics.set_weights(self.table.as_dict(), self.breaker.tripped)
 
+    def _named(self, model: Variant, name: str) -> Variant:
+        """``model`` under ``name`` (one object per pair, so metrics and workers stay put)."""
+        if model.name == name:
+            return model
+        key = (name, model.uri)
+        if key not in self._renamed:
+            self._renamed[key] = dataclasses.replace(model, name=name)
+        return self._renamed[key]
+
     def _sync_breaker(self, snap: Snapshot) -> None:
         if snap.breaker_tripped and not self.breaker.tripped:
             reason = snap.breaker_reason or "tripped on another replica"
@@ -103,6 +125,9 @@ class EndpointRouter(Router):
             self.variants = {n: v for n, v in self.variants.items() if n not in gone}
             for n in gone:
                 del self._draining[n]
+            live = {v.uri for v in self.variants.values()}
+            for uri in [u for u in self._workers if u not in live]:
+                self._workers.pop(uri).close()
 
     def routable(self) -> dict[str, str]:
         """Variant -> pinned URI of what this replica routes to now (not the draining ones)."""
@@ -230,7 +255,8 @@ class Follower:
         try:
             var = load_variant(v.name, v.pinned_uri, frozenset(self.cfg.data.categorical_features))
             self._check(var)
-            gc.freeze()  # a loaded model is many long-lived objects: keep them out of full GCs
+            if self.cfg.serving.gc_freeze:  # a loaded model is long-lived: stop rescanning it
+                freeze_loaded_heap()
             with self._lock:
                 self.models[v.pinned_uri] = var
             self.control.record(self.name, "loaded", self.replica_id, {

@@ -27,7 +27,6 @@ from pipeline_components.serving import operations as ops
 from pipeline_components.serving.admin import require_admin
 from pipeline_components.serving.api import json_response, parse, read_body
 from pipeline_components.serving.api import router as api_router
-from pipeline_components.serving.batcher import MicroBatcher
 from pipeline_components.serving.endpoint import EndpointRouter, Follower
 from pipeline_components.serving.keys import endpoint_dir, endpoint_secret
 from pipeline_components.serving.writer import BatchWriter
@@ -74,9 +73,7 @@ async def _do(request: Request, fn: Any, *args: Any, **kw: Any) -> Response:
 @admin.get("/status")
 async def status(request: Request) -> Response:
     rt: EndpointRouter = request.app.state.router
-    b = request.app.state.batcher
-    out = {**rt.status(), "replica_id": request.app.state.replica_id,
-           "micro_batch": {"calls": b.calls, "requests": b.requests} if b else None}
+    out = {**rt.status(), "replica_id": request.app.state.replica_id}
     out["control"] = await run_in_threadpool(ops.status, request.app.state.cfg)
     return json_response(out)
 
@@ -139,6 +136,7 @@ def create_endpoint_app(cfg: Config, url: str) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from pipeline_components.serving.app import _limit_threads, shutdown_budget
+        from pipeline_components.serving.heap import GcWatch
         from pipeline_components.serving.spool import Spool
         from pipeline_components.tracking import configure_mlflow
 
@@ -152,7 +150,7 @@ def create_endpoint_app(cfg: Config, url: str) -> FastAPI:
         rt = EndpointRouter(cfg, writer.start())
         follower = Follower(cfg, rt, ops.open_control(cfg), replica_id, url)
         app.state.router, app.state.follower = rt, follower
-        app.state.batcher = MicroBatcher(rt, s.max_batch) if s.micro_batch else None
+        app.state.gc = GcWatch().install()
         follower.start()
         try:
             yield

@@ -76,7 +76,7 @@ def test_a_failed_load_leaves_the_endpoint_as_it_was(
 
 def test_breaker_trip_under_load_then_restart_keeps_state(
         make_cfg: Callable[..., Config], rows: list[dict[str, Any]]) -> None:
-    cfg = make_cfg({"serving.challenger_failure_rate": 1.0})
+    cfg = make_cfg({"faults.challenger_failure_rate": 1.0})
     backend = LocalBackend()
     ops.ensure_endpoint(cfg, "test")
     url = backend.start_endpoint(cfg)[0].url
