@@ -65,6 +65,18 @@ def _text(v: Any) -> str | None:
     return s or None
 
 
+def _numeric(v: Any) -> Any:
+    """A CSV column with one bad cell is read as text: turn the numeric cells back to numbers."""
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            return v
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    return v
+
+
 def validate_rows(cfg: Config, df: pd.DataFrame, path: Path) -> list[dict[str, Any]]:
     """Clean records, or DataError naming the first bad rows and their column."""
     cols = set(df.columns)
@@ -78,9 +90,7 @@ def validate_rows(cfg: Config, df: pd.DataFrame, path: Path) -> list[dict[str, A
     for i, rec in enumerate(df.to_dict(orient="records"), start=1):
         rid, uid = _text(rec.get("request_id")), _text(rec.get("unit_id"))
         ts = _timestamp(rec.get("timestamp"))
-        reward = rec.get("reward")
-        reward = None if reward is None or (isinstance(reward, float) and math.isnan(reward)) \
-            else reward
+        reward, outcome = _numeric(rec.get("reward")), _numeric(rec.get("outcome"))
         problem = None
         if rid is None and uid is None:
             problem = "request_id/unit_id: one of them is required"
@@ -89,13 +99,13 @@ def validate_rows(cfg: Config, df: pd.DataFrame, path: Path) -> list[dict[str, A
         elif ts is None:
             problem = f"timestamp: expected epoch seconds or ISO 8601, got {rec['timestamp']!r}"
         else:
-            problem = check_outcome(cfg, rec.get("outcome"), reward)
+            problem = check_outcome(cfg, outcome, reward)
         if problem:
             problems.append(f"row {i}, column {problem}")
             if len(problems) >= 10:
                 break
             continue
-        out.append({"request_id": rid, "unit_id": uid, "outcome": rec["outcome"],
+        out.append({"request_id": rid, "unit_id": uid, "outcome": outcome,
                     "reward": reward, "feedback_id": _text(rec.get("feedback_id")), "ts": ts})
     if problems:
         raise DataError(f"{path}: {len(problems)} bad record(s), nothing imported: "
