@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: run the ab_experiment Airflow DAG end to end in ONE process (`airflow dags test`)
 # on embedded defaults: SQLite Airflow metadata under .abx/airflow, MLflow + prediction log under
-# .abx, the router as a local process. Prints progress ([abx] lines) and a final summary.
+# .abx, the endpoint as a local process. Prints progress ([abx] lines) and a final summary.
 #
 # First demo ever: there is no champion yet, so a quick, deliberately naive baseline (logistic
 # regression with heavy regularisation and balanced class weights) is bootstrapped as champion
@@ -79,6 +79,14 @@ EOF
   before="$(champion)"
 fi
 
+# The long-lived endpoint serves the champion before, during and after the experiment; the DAG
+# attaches to it (challenger at weight 0, then the ramp), traffic comes from `abx simulate --url`
+# processes (outside clients), and the endpoint is stopped only here, at the very end.
+echo "demo: abx endpoint up (serves the champion; the experiment attaches to it)"
+abx endpoint up --set endpoint.port=0 >"$LOGDIR/endpoint.json"
+trap 'abx endpoint down >/dev/null 2>&1 || true' EXIT
+echo "  endpoint $(python -c "import json; print(json.load(open('$LOGDIR/endpoint.json'))['replicas'][0]['url'])")"
+
 exp="demo-$stamp"
 rc=0
 run_dag "$exp" "{\"experiment_id\": \"$exp\", \"families\": $FAMILIES, \"n_trials\": $TRIALS,
@@ -101,6 +109,8 @@ print(f"report     : {rep.get('html', '-')}")
 print(f"summary    : {rep.get('markdown', '-')}")
 print(f"total time : {time.time() - t0:.1f} s")
 EOF
+echo "endpoint   : $(abx endpoint status | python -c "import json,sys; s=json.load(sys.stdin); print({n: 'v' + v['model_version'] for n, v in s['variants'].items()}, 'experiment', s['experiment_id'])")"
+abx endpoint down >/dev/null && echo "demo: endpoint stopped"
 if [ "$rc" -ne 0 ]; then
   echo "demo: the DAG run failed (exit $rc); see $LOGDIR/$exp.log" >&2
   exit "$rc"
