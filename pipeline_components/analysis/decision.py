@@ -19,6 +19,7 @@ from pipeline_components.analysis.cuped import CupedResult
 from pipeline_components.analysis.drift import FeatureDrift
 from pipeline_components.analysis.fixed import EffectResult
 from pipeline_components.analysis.guardrails import GuardrailResult
+from pipeline_components.analysis.phases import PhaseEffect
 from pipeline_components.analysis.quality import QualityResult
 from pipeline_components.analysis.serialize import from_plain, to_plain
 from pipeline_components.analysis.shadow import ShadowResult
@@ -84,6 +85,7 @@ class Decision:
     drift: list[FeatureDrift] = field(default_factory=list)
     shadow: dict[str, ShadowResult] = field(default_factory=dict)
     switched_units: int = 0
+    phases: list[PhaseEffect] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return to_plain(self)

@@ -20,6 +20,7 @@ from pipeline_components.analysis.fixed import (
     welch_test,
 )
 from pipeline_components.analysis.gst import gst_test
+from pipeline_components.analysis.phases import stratified_arms
 from pipeline_components.analysis.planning import fixed_information
 from pipeline_components.analysis.sequential import msprt_test
 from pipeline_components.analysis.summaries import RegressionSummary, SampleMean
@@ -117,10 +118,11 @@ def compare_all(
 ) -> list[Comparison]:
     """One Comparison per challenger against the champion, Holm-adjusted across challengers."""
     clustered = "cluster" in unit_values.columns  # cluster-robust variance, no CUPED
-    use_cuped = cfg.analysis.cuped and not clustered
+    phased = "phase" in unit_values.columns and not clustered  # post-stratified on ramp steps
+    use_cuped = cfg.analysis.cuped and not clustered and not phased
     with_x = attach_covariate(unit_values, covariates, cfg) if use_cuped else None
     binary = (cfg.analysis.metric_type == "binary" and _is_binary(unit_values["value"])
-              and not clustered)
+              and not clustered and not phased)
     ctrl = unit_values[unit_values["variant"] == CONTROL]["value"]
     out = []
     for name in challengers:
@@ -128,6 +130,8 @@ def compare_all(
         c, t = SampleMean.from_values(ctrl), SampleMean.from_values(treat)
         if clustered:
             c, t = cluster_robust_arms(unit_values, name)
+        elif phased:
+            c, t = stratified_arms(unit_values, name)
         fixed_ref = (proportion_test if binary else welch_test)(c, t, cfg.analysis.alpha,
                                                               (CONTROL, name))
         adj = _cuped_for(with_x, name)

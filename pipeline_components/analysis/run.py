@@ -36,6 +36,7 @@ from pipeline_components.analysis.guardrails import (
     error_rate_guardrail,
     latency_guardrail,
 )
+from pipeline_components.analysis.phases import PhaseEffect, phase_effects, tag_phases
 from pipeline_components.analysis.quality import model_quality
 from pipeline_components.analysis.shadow import ShadowResult, shadow_compare
 from pipeline_components.analysis.srm import SrmResult, srm_test
@@ -156,12 +157,15 @@ def analyze_frames(
     expected_weights: dict[str, float], look: int = 1, srm_since_ts: float | None = None,
     covariates: pd.DataFrame | None = None, reference: pd.DataFrame | None = None,
     previous_fractions: History = None, max_looks: int | None = None,
+    phase_starts: list[float] | None = None,
 ) -> Decision:
     """Analyse one experiment's rows and decide promote / rollback / continue.
 
     ``previous_fractions``: the information fractions recorded at earlier looks (per challenger
     as a dict, or one list); ``max_looks``: the caller's last look (a canary's ramp length),
-    which spends all remaining alpha of a group-sequential test (default ``analysis.max_looks``).
+    which spends all remaining alpha of a group-sequential test (default ``analysis.max_looks``);
+    ``phase_starts``: when each ramp step began (two or more: the primary metric is
+    post-stratified on the step in which units arrived, and per-step effects are reported).
     """
     a = cfg.analysis
     prep = prepare(predictions, feedback, a.primary_metric)
@@ -175,6 +179,12 @@ def analyze_frames(
     srm = srm_check(prep, expected_weights, srm_since_ts, cfg, clusters)
     shadow = shadow_check(cfg, prep)
     values = prep.unit_values if clusters is None else attach_clusters(prep.unit_values, clusters)
+    phases: list[PhaseEffect] = []
+    if phase_starts and len(phase_starts) > 1:
+        phases = phase_effects(prep.assignment, prep.unit_values, phase_starts, challengers,
+                               a.alpha)
+        if clusters is None:
+            values = tag_phases(values, prep.assignment, phase_starts)
     comparisons = compare_all(cfg, values, challengers, look=look,
                               covariates=covariates, previous_fractions=previous_fractions,
                               max_looks=max_looks)
@@ -197,6 +207,7 @@ def analyze_frames(
         experiment_id=cfg.experiment.id, action=action, reasons=reasons, metrics=metrics,
         comparisons=final, winner=winner, method=a.method, primary_metric=a.primary_metric,
         look=look, srm=srm, drift=drift, shadow=shadow, switched_units=prep.switched_units,
+        phases=phases,
     )
 
 
@@ -205,6 +216,7 @@ def analyze(
     srm_since_ts: float | None = None, covariates: pd.DataFrame | None = None,
     reference: pd.DataFrame | None = None, engine: Engine | None = None,
     previous_fractions: History = None, max_looks: int | None = None,
+    phase_starts: list[float] | None = None,
 ) -> Decision:
     """Read ``cfg.store_url`` for ``cfg.experiment.id`` and analyse it (see ``analyze_frames``).
 
@@ -222,7 +234,7 @@ def analyze(
     return analyze_frames(
         cfg, preds, fb, expected_weights=expected_weights, look=look, srm_since_ts=srm_since_ts,
         covariates=covariates, reference=reference, previous_fractions=previous_fractions,
-        max_looks=max_looks,
+        max_looks=max_looks, phase_starts=phase_starts,
     )
 
 

@@ -99,6 +99,17 @@ def info_fractions(steps: list[dict[str, Any]]) -> dict[str, list[float]]:
     return out
 
 
+def weights_since(steps: list[dict[str, Any]], share: float) -> float | None:
+    """Start of the run of earlier steps at this same share (SRM checks every unit that came in
+    under the current weights: an extra look that added few units is still testable)."""
+    since = None
+    for step in reversed(steps):
+        if step.get("share") != share:
+            break
+        since = float(step["started_at"])
+    return since
+
+
 def srm_weights(cfg: Config, weights: dict[str, float]) -> dict[str, float]:
     """The split SRM should expect: in shadow mode every user is served by the champion."""
     if cfg.serving.shadow:

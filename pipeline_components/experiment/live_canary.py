@@ -32,6 +32,7 @@ from pipeline_components.experiment.canary import (
     info_fractions,
     ramp,
     srm_weights,
+    weights_since,
     step_weights,
     stop_reason,
 )
@@ -111,8 +112,11 @@ def _analyze_step(cfg: Config, st: dict[str, Any], traffic_result: Any) -> dict[
     flush_replicas(cfg)
     inputs = analysis_inputs(cfg)
     inputs["previous_fractions"] = info_fractions(st["steps"])
+    # each ramp step is a phase (post-stratified); SRM covers every step at the current weights
+    inputs["phase_starts"] = [float(s["started_at"]) for s in st["steps"]] + [cur["started_at"]]
+    since = weights_since(st["steps"], cur["share"]) or cur["started_at"]
     decision = analyze(cfg, expected_weights=srm_weights(cfg, cur["weights"]),
-                       look=cur["look"], srm_since_ts=cur["started_at"],
+                       look=cur["look"], srm_since_ts=since,
                        max_looks=len(ramp(cfg)), **inputs).to_dict()
     snap = ops.open_control(cfg).snapshot(cfg.endpoint.name)
     breaker = {"tripped": snap.breaker_tripped, "reason": snap.breaker_reason}

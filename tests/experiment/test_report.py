@@ -40,6 +40,10 @@ def _state(cfg: Config) -> None:
         "drift": [{"feature": "x0", "variant": "champion", "psi": 0.05},
                   {"feature": "x0", "variant": "challenger", "psi": 0.3},
                   {"feature": "x1", "variant": "challenger", "psi": 0.01}],
+        "phases": [{"variant": "challenger", "phase": 0, "n_control": 190, "n_treatment": 10,
+                    "lift": -0.05, "ci": [-0.2, 0.1]},
+                   {"variant": "challenger", "phase": -1, "n_control": 290, "n_treatment": 110,
+                    "lift": 0.12, "ci": [0.02, 0.22]}],
     }
     write_state(cfg, "gate", {"passed": True, "champion": "1", "challenger": "2"})
     write_state(cfg, "canary", {"steps": [{"look": 1, "share": 0.5, "started_at": 1000.0,
@@ -63,6 +67,9 @@ def test_report_is_self_contained_and_logged(tmp_cfg: Config) -> None:
     assert "lift +0.2 &lt;b&gt;" in page  # reasons are escaped
     assert "champion before: v1, after: v2" in md and "**promote**" in md
     assert "| challenger | 200 |" in md and "| champion | 200 |" in md
+    assert "Effect per ramp step" in md  # per-phase effects of the ramp (issue 14)
+    assert "| challenger | 1 | 190 | 10 | -0.0500 | [-0.2000, +0.1000] |" in md
+    assert "| challenger | all | 290 | 110 | +0.1200 |" in md
     from mlflow import MlflowClient
 
     client = MlflowClient(tmp_cfg.tracking_uri)
