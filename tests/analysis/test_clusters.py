@@ -84,5 +84,6 @@ def test_plan_pays_the_design_effect() -> None:
 
 def test_unit_randomised_log_is_unchanged_without_clusters(cfg_with: Callable[..., Config]) -> None:
     log = simulate_log(SimSpec(n_units=600))
-    a = analyze_frames(cfg_with(), log.predictions, log.feedback, expected_weights=HALF)
-    assert a.comparisons[0].effect.method == "msprt"
+    cfg = cfg_with()
+    a = analyze_frames(cfg, log.predictions, log.feedback, expected_weights=HALF)
+    assert a.comparisons[0].effect.method == cfg.analysis.method  # no cluster column, no CUPED

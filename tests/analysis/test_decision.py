@@ -153,11 +153,12 @@ def test_cuped_is_used_and_reported(cfg_with: CfgWith) -> None:
     d = analyze_frames(cfg, log.predictions, log.feedback, expected_weights=HALF,
                        covariates=log.covariates)
     cmp = d.comparisons[0]
-    assert cmp.effect.method == "msprt+cuped"
+    assert cmp.effect.method == f"{cfg.analysis.method}+cuped"
     assert cmp.cuped is not None and cmp.cuped.variance_reduction > 0.02
     off = analyze_frames(cfg_with(cuped=False), log.predictions, log.feedback,
                          expected_weights=HALF, covariates=log.covariates)
-    assert off.comparisons[0].effect.method == "msprt" and off.comparisons[0].cuped is None
+    assert off.comparisons[0].effect.method == cfg.analysis.method
+    assert off.comparisons[0].cuped is None
 
 
 @pytest.mark.parametrize("method", ["msprt", "fixed"])

@@ -129,3 +129,13 @@ def test_gst_looks_carry_their_real_information_fractions(tmp_path: Path) -> Non
     fracs = info_fractions(steps)["challenger"]  # per challenger: A/B/n has one history each
     assert len(fracs) == 2 and 0.0 < fracs[0] < fracs[1] <= 1.0
     assert info_fractions([{"decision": None}, {}]) == {}  # msprt / missing looks: nothing
+
+
+def test_srm_covers_every_step_at_the_current_weights() -> None:
+    from pipeline_components.experiment.canary import weights_since
+
+    steps = [{"share": 0.05, "started_at": 1.0}, {"share": 0.5, "started_at": 2.0},
+             {"share": 0.5, "started_at": 3.0}]
+    assert weights_since(steps, 0.5) == 2.0  # extra looks at 50%: all units since 50% began
+    assert weights_since(steps, 0.25) is None  # new weights: the step's own start
+    assert weights_since([], 0.05) is None
