@@ -32,9 +32,9 @@ from pipeline_components.experiment.canary import (
     info_fractions,
     ramp,
     srm_weights,
-    weights_since,
     step_weights,
     stop_reason,
+    weights_since,
 )
 from pipeline_components.experiment.simulate import requests_for_step
 from pipeline_components.experiment.state import read_state, write_state
