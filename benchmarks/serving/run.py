@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def register_models(work: Path, trials: int) -> dict[str, dict[str, Any]]:
     """Run the project's data, features, train and register stages; returns model -> info."""
-    from pipeline_components import data, features, registry
+    from pipeline_components import data, features, registry, validate
     from pipeline_components.config import load_config
     from pipeline_components.training.runner import train_family
 
@@ -97,6 +97,7 @@ def register_models(work: Path, trials: int) -> dict[str, dict[str, Any]]:
             "training.n_trials": trials}
     cfg = load_config(REPO / "params.yaml", base)
     data.run_data(cfg)
+    validate.run_validate(cfg)
     features.run_features(cfg)
     out: dict[str, dict[str, Any]] = {}
     for key, family in (("hgbt", "hist_gbdt"), ("lr", "logreg")):
