@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Start the local services the tests use, if they are down: PostgreSQL (127.0.0.1:5432, trust
-# auth, database "test") and Redis. Installs nothing when they already answer.
+# auth, database "test"), Redis and abx's private Docker engine (scripts/dockerd.sh; the tests
+# read its socket from /run/abx-docker). Installs nothing when they already answer.
 set -u
 pg_up() { pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; }
 if ! pg_up; then
@@ -22,5 +23,10 @@ else
 fi
 if command -v redis-cli >/dev/null && ! redis-cli -h 127.0.0.1 ping >/dev/null 2>&1; then
   redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null 2>&1 || true
+fi
+if bash "$(dirname "$0")/dockerd.sh" >/dev/null; then
+  echo "services: docker engine up (DOCKER_HOST=unix:///run/abx-docker/docker.sock)"
+else
+  echo "services: docker engine NOT available (the docker tests will fail)" >&2
 fi
 exit 0
