@@ -12,7 +12,7 @@ export DO_NOT_TRACK := 1
 export OMP_NUM_THREADS ?= 1
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install demo test lint typecheck services bench clean
+.PHONY: install demo test lint typecheck services bench clean image
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || PYTHON=python3; \
@@ -39,6 +39,10 @@ lint: install
 
 typecheck: install
 	$(BIN)/mypy pipeline_components
+
+# The endpoint image abx-endpoint:<git sha> (+ :latest) for serving.backend: docker.
+image: install services
+	$(BIN)/abx image build
 
 bench: install
 	$(BIN)/python -m benchmarks

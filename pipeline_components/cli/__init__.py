@@ -13,7 +13,7 @@ from pipeline_components.errors import AbxError
 
 # Importing a module registers its commands on ``app``.
 for _name in ("config_cmd", "data", "train", "serve", "analyze", "experiment", "endpoint",
-              "feedback"):
+              "feedback", "image"):
     try:
         __import__(f"pipeline_components.cli.{_name}")
     except ModuleNotFoundError as exc:  # a stage not built yet
