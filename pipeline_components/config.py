@@ -202,6 +202,15 @@ class GuardrailConfig(_Section):
     max_latency_ms: float = Field(250.0, gt=0.0)
 
 
+class DockerServingConfig(_Section):
+    """``serving.backend: docker``: the endpoint image and its replicas' resources."""
+
+    image: str = Field("abx-endpoint:latest", min_length=1)  # `abx image build` tags it
+    replicas: int = Field(1, ge=1, le=32)  # containers, one port each (host networking)
+    cpus: float = Field(1.0, gt=0.0, le=64.0)  # CPU limit per replica
+    memory: str = Field("1g", pattern=r"^[0-9]+[bkmg]?$")  # memory limit per replica
+
+
 class ServingConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8765, ge=0, le=65535)
@@ -237,6 +246,7 @@ class ServingConfig(_Section):
     variant_timeouts_s: dict[str, float] = Field(default_factory=dict)  # per-variant override
     # skops types trusted beyond scikit-learn/NumPy/SciPy (serving/formats.py), by full name.
     trusted_types: list[str] = Field(default_factory=list)
+    docker: DockerServingConfig = DockerServingConfig()
     guardrails: GuardrailConfig = GuardrailConfig()
 
     @field_validator("weights")

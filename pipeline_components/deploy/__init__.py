@@ -1,4 +1,4 @@
-"""Deployment backends for the router: ``local`` (managed subprocess) now, ``docker`` later."""
+"""Deployment backends for the router: ``local`` (a subprocess) and ``docker`` (containers)."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import httpx
@@ -27,6 +27,14 @@ class Deployment:
     log_path: str = ""
     started_at: float = 0.0
     grace_s: float = 30.0  # serving.shutdown_grace_s: SIGTERM -> SIGKILL budget of stop()
+    # docker backend: replica 0's container id, and every replica ({"url", "port", "container"}).
+    container: str = ""
+    replicas: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def urls(self) -> list[str]:
+        """Every replica's URL (one for the local backend)."""
+        return [str(r["url"]) for r in self.replicas] or [self.url]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
