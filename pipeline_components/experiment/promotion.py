@@ -29,6 +29,7 @@ from typing import Any
 from pipeline_components.aliases import CHALLENGER, CHAMPION
 from pipeline_components.config import Config
 from pipeline_components.errors import ExperimentLockedError, RegistryError
+from pipeline_components.locks import is_postgres, pg_advisory_lock
 
 
 def _now_iso() -> str:
@@ -42,13 +43,19 @@ def lock_path(cfg: Config) -> Path:
 
 @contextlib.contextmanager
 def model_lock(cfg: Config, timeout_s: float | None = None) -> Iterator[Path]:
-    """Hold the registered model's alias lock (exclusive, across processes on this machine).
+    """Hold the registered model's alias lock (exclusive, across processes on this machine; across
+    machines when the prediction store is PostgreSQL: an advisory lock there, see locks.py).
 
     Raises:
         ExperimentLockedError: another experiment held it for longer than ``timeout_s``.
     """
     timeout = cfg.canary.lock_timeout_s if timeout_s is None else timeout_s
     path = lock_path(cfg)
+    if is_postgres(cfg.serving.store_url):
+        with pg_advisory_lock(cfg.store_url, f"abx-model:{cfg.registry.model_name}", timeout,
+                              f"experiment {cfg.experiment.id}"):
+            yield path
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     deadline = time.monotonic() + timeout
