@@ -26,7 +26,13 @@ import yaml
 from pipeline_components.config import Config
 from pipeline_components.deploy.base import Deployment, DeploymentBackend
 from pipeline_components.deploy.engine import MANAGED, docker_client, image_exists
-from pipeline_components.deploy.local import free_port, router_dir
+from pipeline_components.deploy.local import (
+    free_port,
+    router_dir,
+    router_params,
+    secret_env,
+    write_private,
+)
 from pipeline_components.deploy.mounts import host_mounts
 from pipeline_components.errors import DeploymentError
 from pipeline_components.store import make_engine
@@ -41,8 +47,9 @@ def _scope(experiment_id: str, state_dir: Path) -> list[str]:
 
 
 def effective_params(cfg: Config) -> dict[str, Any]:
-    """The config a container loads: every location made absolute (its cwd is not ours)."""
-    raw = cfg.model_dump(mode="json")
+    """The config a container loads: every location made absolute (its cwd is not ours), no
+    secrets."""
+    raw = router_params(cfg)  # secrets stripped: they travel by environment
     raw["experiment"]["state_dir"] = str(cfg.state_dir.resolve())
     raw["tracking"]["tracking_uri"] = cfg.tracking_uri
     raw["serving"]["store_url"] = cfg.store_url
@@ -77,7 +84,7 @@ class DockerBackend(DeploymentBackend):
         rdir = router_dir(cfg)
         rdir.mkdir(parents=True, exist_ok=True)
         params = rdir / "params.yaml"
-        params.write_text(yaml.safe_dump(effective_params(cfg), sort_keys=False))
+        write_private(params, yaml.safe_dump(effective_params(cfg), sort_keys=False))
         # Create the prediction store's tables once here: replicas starting together on a fresh
         # store would race on CREATE TABLE.
         make_engine(cfg.store_url).dispose()
@@ -109,8 +116,10 @@ class DockerBackend(DeploymentBackend):
                        L_GRACE: str(cfg.serving.shutdown_grace_s)})
         env = {"HOME": "/tmp", "OMP_NUM_THREADS": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
                "ABX_LOG_LEVEL": os.environ.get("ABX_LOG_LEVEL", "warning")}
-        if os.environ.get("ABX_ADMIN_TOKEN"):
-            env["ABX_ADMIN_TOKEN"] = os.environ["ABX_ADMIN_TOKEN"]
+        for var in ("ABX_ADMIN_TOKEN", "ABX_QA_TOKEN"):  # the config's secrets win, as locally
+            if os.environ.get(var):
+                env[var] = os.environ[var]
+        env.update(secret_env(cfg))
         probe = (f"import urllib.request as u; u.urlopen('http://{_url_host(host)}:{port}"
                  "/readyz', timeout=3)")
         name = re.sub(r"[^A-Za-z0-9_.-]", "-", f"abx-{cfg.experiment.id}-{deployment_id}-{i}")
