@@ -68,9 +68,11 @@ POKE_S = float(os.environ.get("ABX_CANARY_POKE_S")
                or _P.get("canary", {}).get("poke_interval_s") or 30)
 DATA_ASSET = Asset(name="abx_data_version", uri="abx://data/features")
 CHAMPION_ASSET = Asset(name="abx_champion_model", uri="abx://registry/champion")
-# Errors a retry cannot fix (bad config, bad data, a missing model, injected faults): fail now.
+# Errors a retry cannot fix (bad config, bad data, a missing model, a refused promotion, an alias
+# another experiment moved, injected faults): fail now. A registry outage
+# (RegistryUnavailableError, a TrackingError) is retried.
 FINAL_ERRORS = frozenset({"ConfigError", "DataError", "DataValidationError", "RegistryError",
-                          "InjectedFailure"})
+                          "AliasConflictError", "InjectedFailure"})
 
 
 def fail_fast(fn: F) -> F:

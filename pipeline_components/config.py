@@ -191,6 +191,10 @@ class RegistryConfig(_Section):
     # Convert the registered pipeline to ONNX Runtime / treelite (pipeline_components/compiled.py).
     compile: bool = True
     compile_tolerance: float = Field(1e-5, ge=0.0)  # max |P_compiled - P_sklearn| on the holdout
+    retry_attempts: int = Field(4, ge=1, le=20)  # registry calls that fail transiently
+    retry_wait_s: float = Field(0.5, ge=0.0)  # first backoff, doubled per attempt (max 8x)
+    request_timeout_s: int = Field(10, ge=1)  # one MLflow HTTP request (MLflow's default: 120)
+    lock_url: str | None = None  # None: store_url if PostgreSQL, else sqlite locks.db
 
 
 # --------------------------------------------------------------------------- serving / canary
@@ -420,6 +424,15 @@ class Config(_Section):
     def control_url(self) -> str:
         """Where the endpoint's control state lives (default: the prediction store)."""
         return self.endpoint.control_url or self.store_url
+
+    @property
+    def lock_url(self) -> str:
+        """Database of the registry alias lock (see ``pipeline_components.locks``)."""
+        if self.registry.lock_url:
+            return self.registry.lock_url
+        if self.store_url.startswith("postgresql"):
+            return self.store_url
+        return f"sqlite:///{(self.state_dir / 'locks.db').resolve()}"
 
     @property
     def salt(self) -> str:

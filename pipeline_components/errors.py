@@ -43,10 +43,24 @@ class TrackingError(AbxError):
     exit_code = 5
 
 
+class RegistryUnavailableError(TrackingError):
+    """The registry did not answer (refused, timed out, 5xx) after bounded retries.
+
+    Retryable: nothing was moved by the failed call, and every registry step is idempotent, so
+    running the step again once the registry answers finishes the job.
+    """
+
+
 class RegistryError(AbxError):
     """A registered model, version or alias is missing or in an unexpected state."""
 
     exit_code = 6
+
+
+class PromotionRefusedError(RegistryError):
+    """Promotion preconditions fail: no promote decision, a failed gate, or a rejected version."""
+
+    exit_code = 11
 
 
 class DeploymentError(AbxError):
@@ -65,3 +79,10 @@ class ExperimentLockedError(AbxError):
     """Another run holds the lock on the registered model's aliases."""
 
     exit_code = 9
+
+
+class AliasConflictError(ExperimentLockedError):
+    """Compare-and-set failed: an alias is not at the version this experiment expected.
+
+    Final (a retry cannot fix it): another experiment moved the alias; start a new experiment.
+    """

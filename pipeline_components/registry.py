@@ -2,12 +2,19 @@
 
 ``register_best`` turns the best family's refit model into a new version of
 ``registry.model_name``, tagged with its whole lineage, and points the ``challenger`` alias at it.
-Bootstrap: when no ``champion`` alias exists yet (the very first run), the winner becomes the
-champion too and the version carries ``bootstrap=true``. Registration is idempotent per experiment
-id: the version is found by its ``experiment_id`` tag (set atomically with the version), so an
-Airflow retry, or a rerun after a crash between "register" and "alias", returns the same version
-and only finishes the alias moves. ``offline_gate`` scores challenger and champion on the same
-holdout and records the verdict on the version (tags) and in a ``gate`` run.
+
+**Bootstrap is explicit**: only when the registry answers "not found" (``RESOURCE_DOES_NOT_EXIST``)
+for the registered model, or the model has no version at all, is the new version created with the
+tag ``bootstrap=true`` (in the same call that creates it) and made champion. An error from the
+registry is never read as "no model": it fails the step with a retryable
+``RegistryUnavailableError`` and moves nothing.
+
+Registration is idempotent per experiment id: the version is found by its ``experiment_id`` tag
+(set atomically with the version), so an Airflow retry, or a rerun after a crash between
+"register" and "alias", returns the same version and only finishes the alias moves. Alias moves
+go through ``pipeline_components.aliases`` (database lock + compare-and-set, tags first).
+``offline_gate`` scores challenger and champion on the same holdout and records the verdict on the
+version (tags) and in a ``gate`` run.
 """
 
 from __future__ import annotations
@@ -16,18 +23,30 @@ import functools
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline_components.aliases import CHALLENGER, CHAMPION
+from pipeline_components.aliases import (
+    CHALLENGER,
+    CHAMPION,
+    alias_lock,
+    alias_version,
+    call,
+    model_aliases,
+    move_alias,
+)
 from pipeline_components.config import Config
 from pipeline_components.errors import RegistryError
 from pipeline_components.fileio import write_json
-from pipeline_components.tracking import configure_mlflow, experiment_id, with_retries
+from pipeline_components.tracking import configure_mlflow, experiment_id
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
+
+__all__ = ["CHALLENGER", "CHAMPION", "concluded", "find_version", "gate_verdict",
+           "get_alias_version", "load_model_uri", "offline_gate", "register_best"]
 
 
 def git_commit() -> str:
@@ -93,24 +112,18 @@ def lineage_tags(cfg: Config, winner: dict[str, Any]) -> dict[str, str]:
     return tags
 
 
-def _client_version(client: MlflowClient, cfg: Config) -> ModelVersion | None:
+def find_version(cfg: Config, client: MlflowClient) -> ModelVersion | None:
+    """This experiment's version (found by its ``experiment_id`` tag), or None."""
     name, eid = cfg.registry.model_name, cfg.experiment.id
-    found = client.search_model_versions(f"name = '{name}' and tags.experiment_id = '{eid}'")
+    found = call(cfg, f"searching {name!r} for experiment {eid!r}", lambda: client.
+                 search_model_versions(f"name = '{name}' and tags.experiment_id = '{eid}'"))
     return min(found, key=lambda v: int(v.version)) if found else None
 
 
-def _alias(client: MlflowClient, name: str, alias: str) -> str | None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return str(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException:  # no such model or no such alias
-        return None
-
-
 def get_alias_version(cfg: Config, alias: str) -> str | None:
-    """The version an alias of ``registry.model_name`` points to, or None."""
-    return _alias(configure_mlflow(cfg), cfg.registry.model_name, alias)
+    """The version an alias of ``registry.model_name`` points to, or None (strict: an outage
+    raises ``RegistryUnavailableError``, it is never "no alias")."""
+    return alias_version(cfg, configure_mlflow(cfg), alias)
 
 
 def load_model_uri(cfg: Config, alias: str) -> str:
@@ -121,7 +134,19 @@ def load_model_uri(cfg: Config, alias: str) -> str:
     return f"models:/{cfg.registry.model_name}@{alias}"
 
 
-def _create_version(client: MlflowClient, cfg: Config, results: list[dict] | None) -> str:
+def is_first_model(cfg: Config, client: MlflowClient) -> bool:
+    """True only if the registry confirms there is nothing to protect yet: the registered model
+    does not exist (``RESOURCE_DOES_NOT_EXIST``) or has no version at all."""
+    name = cfg.registry.model_name
+    if model_aliases(cfg, client) is None:
+        return True
+    return not call(cfg, f"listing versions of {name!r}",
+                    lambda: client.search_model_versions(f"name = '{name}'", max_results=1))
+
+
+def _create_version(client: MlflowClient, cfg: Config, results: list[dict] | None,
+                    bootstrap: bool) -> str:
+    """Register the winner; lineage (and the bootstrap intent) ride on the creating call."""
     import mlflow
 
     results = results if results is not None else load_results(cfg)
@@ -130,10 +155,16 @@ def _create_version(client: MlflowClient, cfg: Config, results: list[dict] | Non
         raise RegistryError(f"training results of {stale} belong to another experiment id, "
                             f"not {cfg.experiment.id!r}; rerun `abx train`")
     winner = pick_winner(results)
-    tags = lineage_tags(cfg, winner)
-    mv = with_retries(lambda: mlflow.register_model(
-        winner["model_uri"], cfg.registry.model_name, tags=tags))
-    return str(mv.version)
+    tags = {**lineage_tags(cfg, winner), **({"bootstrap": "true"} if bootstrap else {})}
+    name = cfg.registry.model_name
+
+    def create() -> str:
+        again = find_version(cfg, client)  # a lost answer to an earlier attempt created it
+        if again is not None:
+            return str(again.version)
+        return str(mlflow.register_model(winner["model_uri"], name, tags=tags).version)
+
+    return call(cfg, f"registering a version of {name!r}", create)
 
 
 def concluded(tags: dict[str, str], experiment_id: str) -> bool:
@@ -141,6 +172,29 @@ def concluded(tags: dict[str, str], experiment_id: str) -> bool:
     change nothing (no challenger alias back on the new champion, no re-scored gate)."""
     return tags.get("abx.promoted_by") == experiment_id or tags.get("abx.rejected_by") == (
         experiment_id)
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _move_aliases(cfg: Config, client: MlflowClient, mv: ModelVersion) -> str | None:
+    """Challenger -> this version; champion too on a bootstrap. Returns the champion after."""
+    name, version, eid = cfg.registry.model_name, str(mv.version), cfg.experiment.id
+    with alias_lock(cfg) as held:
+        aliases = model_aliases(cfg, client) or {}
+        if not concluded(mv.tags, eid):  # a finished experiment's aliases stay put
+            move_alias(cfg, client, held, CHALLENGER, expected=aliases.get(CHALLENGER),
+                       new=version)
+        if mv.tags.get("bootstrap") == "true" and aliases.get(CHAMPION) is None:
+            tags = {"abx.promoted_by": eid,
+                    "abx.promoted_at": mv.tags.get("abx.promoted_at") or now_iso(),
+                    "abx.promotion_reasons": "bootstrap: first version of a new model"}
+            for key, value in tags.items():  # tags first, the alias last
+                call(cfg, f"tagging v{version} of {name!r}", functools.partial(
+                    client.set_model_version_tag, name, version, key, value))
+            move_alias(cfg, client, held, CHAMPION, expected=None, new=version)
+        return alias_version(cfg, client, CHAMPION)
 
 
 def register_best(cfg: Config, results: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -153,26 +207,31 @@ def register_best(cfg: Config, results: list[dict[str, Any]] | None = None) -> d
     Returns:
         ``{"model_name", "version", "model_uri", "family", "run_id", "bootstrap",
         "champion_version", "reused", "tags"}``; also written to ``<experiment_dir>/registry.json``.
+
+    Raises:
+        RegistryUnavailableError: the registry did not answer (retryable; nothing moved).
     """
-    client = configure_mlflow(cfg)
-    name = cfg.registry.model_name
-    existing = _client_version(client, cfg)
-    version = str(existing.version) if existing else _create_version(client, cfg, results)
     from pipeline_components.compiled import compile_version  # ONNX/treelite beside the model
 
-    compile_version(cfg, version)
-    mv = client.get_model_version(name, version)
-    if not concluded(mv.tags, cfg.experiment.id):  # a finished experiment's aliases stay put
-        client.set_registered_model_alias(name, CHALLENGER, version)
-    if _alias(client, name, CHAMPION) is None:  # bootstrap: first model ever becomes champion
-        client.set_model_version_tag(name, version, "bootstrap", "true")
-        client.set_registered_model_alias(name, CHAMPION, version)
-        mv = client.get_model_version(name, version)
+    client = configure_mlflow(cfg)
+    name = cfg.registry.model_name
+    existing = find_version(cfg, client)
+    if existing is None:
+        _create_version(client, cfg, results, bootstrap=is_first_model(cfg, client))
+    mv = existing or find_version(cfg, client)
+    if mv is None:
+        raise RegistryError(f"registered model {name!r}: the version just created for "
+                            f"experiment {cfg.experiment.id!r} is not found")
+    version = str(mv.version)
+    compile_version(cfg, version)  # tags on the version: before any alias points at it
+    champion = _move_aliases(cfg, client, mv)
+    mv = call(cfg, f"reading v{version} of {name!r}",
+              lambda: client.get_model_version(name, version))
     result = {
         "model_name": name, "version": version, "model_uri": f"models:/{name}/{version}",
         "family": mv.tags.get("family"), "run_id": mv.tags.get("run_id"),
-        "bootstrap": mv.tags.get("bootstrap") == "true",
-        "champion_version": _alias(client, name, CHAMPION), "reused": existing is not None,
+        "bootstrap": mv.tags.get("bootstrap") == "true" and champion == version,
+        "champion_version": champion, "reused": existing is not None,
         "experiment_id": cfg.experiment.id, "tags": dict(mv.tags),
     }
     write_json(cfg.experiment_dir / "registry.json", result)
@@ -212,7 +271,8 @@ def _record_gate(client: MlflowClient, cfg: Config, version: str, res: dict[str,
             "gate_metric": res["metric"], "gate_margin": str(res["margin"]),
             "gate_champion_version": str(res["champion_version"])}
     for k, v in tags.items():
-        with_retries(functools.partial(client.set_model_version_tag, name, version, k, v))
+        call(cfg, f"recording the gate on v{version} of {name!r}",
+             functools.partial(client.set_model_version_tag, name, version, k, v))
     exp_id = experiment_id(client, cfg)
     flt = f"tags.abx_role = 'gate' and tags.abx_experiment_id = '{cfg.experiment.id}'"
     runs = client.search_runs([exp_id], filter_string=flt, max_results=1)
@@ -257,11 +317,17 @@ def offline_gate(cfg: Config) -> dict[str, Any]:
     """
     client = configure_mlflow(cfg)
     name = cfg.registry.model_name
-    mv = _client_version(client, cfg)
-    champion = _alias(client, name, CHAMPION)
-    if mv is None or champion is None:
+    mv = find_version(cfg, client)
+    champion = alias_version(cfg, client, CHAMPION)
+    if mv is None:
         raise RegistryError(f"registered model {name!r}: no version for experiment id "
-                            f"{cfg.experiment.id!r} or no {CHAMPION!r} alias; run `abx register`")
+                            f"{cfg.experiment.id!r}; run `abx register`")
+    if champion is None:
+        raise RegistryError(
+            f"registered model {name!r} has no {CHAMPION!r} alias, and only a model that did not "
+            "exist yet is bootstrapped: re-run the experiment that registered its first version, "
+            f"or set the alias yourself (MlflowClient().set_registered_model_alias({name!r}, "
+            f"{CHAMPION!r}, VERSION))")
     stored = cfg.experiment_dir / "gate.json"
     if concluded(mv.tags, cfg.experiment.id) and stored.is_file():
         return dict(json.loads(stored.read_text()))  # the verdict that started the canary

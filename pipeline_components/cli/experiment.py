@@ -134,7 +134,11 @@ def _alive(conf: dict[str, Any]) -> bool:
 
 @app.command("promote")
 def promote_cmd(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
-    """Move alias champion to the challenger (locked, check-and-set); router 100% to it."""
+    """Move alias champion to the challenger; router 100% to it.
+
+    Only on this experiment's stored promote decision, a passed gate and a version never
+    rejected (else exit 11, nothing moves); under the model's database lock, compare-and-set.
+    """
     from pipeline_components.experiment import tasks
 
     conf = _conf(params, set_)

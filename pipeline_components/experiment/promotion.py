@@ -1,195 +1,202 @@
-"""Promote or roll back a challenger: registry aliases + tags, then the router's traffic.
+"""Promote or roll back a challenger: the champion moves only on a promote decision.
 
-Safety rules, in order:
+``promote(cfg)`` is the one entry point that moves the ``champion`` alias after a canary. It takes
+no caller's word for anything; it reads what the experiment stored and what the registry holds:
 
-1. **A lock per registered model.** Alias changes happen under an exclusive ``fcntl`` lock on
-   ``<state_dir>/locks/<model>.lock``; a second experiment on the same model waits up to
-   ``canary.lock_timeout_s`` and then fails with ``ExperimentLockedError``. (One machine; for
-   several machines the check-and-set below still refuses to corrupt the aliases.)
-2. **Check-and-set.** The experiment records the champion version it was compared against. If the
-   ``champion`` alias moved since (another experiment promoted meanwhile), promotion refuses with
-   ``ExperimentLockedError`` instead of overwriting a decision it never saw.
-3. **Idempotent.** Re-running promote after it succeeded (an Airflow retry) finds the champion
-   already at the challenger's version and changes nothing; rollback likewise.
+1. **A promote decision for this experiment**: ``<experiment_dir>/run/decision.json`` (written by
+   the ``decide`` step) must say ``promote``.
+2. **A passed offline gate**: the version's ``gate_passed`` tag is ``true``; its
+   ``gate_champion_version`` tag names the champion it was compared with.
+3. **A version never rejected**: no ``abx.rejected=true`` tag (a rolled-back version).
+
+Any of these failing raises ``PromotionRefusedError`` (exit code 11) naming every failed
+condition; nothing moves. Then, under the model's database lock (``aliases.alias_lock``), the
+champion alias is compared with the gate's champion (compare-and-set: if another experiment
+promoted meanwhile, ``AliasConflictError``), the tags (decision, lineage of the move) are written
+first and the alias moved last. A re-run (an Airflow retry, a re-run after a crash between tags and
+alias) finds the same state and finishes the move or changes nothing.
 
 The champion alias is never touched by a rollback.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import fcntl
-import os
-import time
-from collections.abc import Iterator, Sequence
-from pathlib import Path
-from typing import Any
+import functools
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
-from pipeline_components.aliases import CHALLENGER, CHAMPION
+from pipeline_components.aliases import (
+    CHALLENGER,
+    CHAMPION,
+    alias_lock,
+    alias_version,
+    call,
+    move_alias,
+)
 from pipeline_components.config import Config
-from pipeline_components.errors import ExperimentLockedError, RegistryError
-from pipeline_components.locks import is_postgres, pg_advisory_lock
+from pipeline_components.errors import AliasConflictError, PromotionRefusedError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 
-def _now_iso() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+@dataclass(frozen=True)
+class PromotionResult:
+    """What ``promote`` did: ``changed`` is False when the champion already was this version."""
+
+    version: str
+    champion_before: str | None
+    champion_after: str
+    changed: bool
+    experiment_id: str
+    action: str = "promote"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
-def lock_path(cfg: Config) -> Path:
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in cfg.registry.model_name)
-    return cfg.state_dir / "locks" / f"{safe}.lock"
-
-
-@contextlib.contextmanager
-def model_lock(cfg: Config, timeout_s: float | None = None) -> Iterator[Path]:
-    """Hold the registered model's alias lock (exclusive, across processes on this machine; across
-    machines when the prediction store is PostgreSQL: an advisory lock there, see locks.py).
-
-    Raises:
-        ExperimentLockedError: another experiment held it for longer than ``timeout_s``.
-    """
-    timeout = cfg.canary.lock_timeout_s if timeout_s is None else timeout_s
-    path = lock_path(cfg)
-    if is_postgres(cfg.serving.store_url):
-        with pg_advisory_lock(cfg.store_url, f"abx-model:{cfg.registry.model_name}", timeout,
-                              f"experiment {cfg.experiment.id}"):
-            yield path
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-                if time.monotonic() >= deadline:
-                    holder = path.read_text().strip() or "another run"
-                    raise ExperimentLockedError(
-                        f"{path}: registered model {cfg.registry.model_name!r} is locked by "
-                        f"{holder} (waited {timeout:.0f} s; canary.lock_timeout_s)"
-                    ) from None
-                time.sleep(0.1)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"experiment {cfg.experiment.id} pid {os.getpid()}".encode())
-        yield path
-    finally:
-        with contextlib.suppress(OSError):
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
-
-
-def _alias(client: Any, name: str, alias: str) -> str | None:
-    try:
-        return str(client.get_model_version_by_alias(name, alias).version)
-    except Exception as exc:  # MlflowException RESOURCE_DOES_NOT_EXIST: no such alias
-        if "not found" in str(exc).lower() or "does not exist" in str(exc).lower():
-            return None
-        raise RegistryError(f"registry: cannot read alias {name}@{alias}: {exc}") from exc
-
-
-def _reasons_text(reasons: Sequence[Any]) -> str:
+def reasons_text(reasons: Sequence[Any]) -> str:
+    """Decision reasons as one line (``CODE: message; ...``), capped for an MLflow tag."""
     from pipeline_components.analysis.decision import reason_dicts
 
     parts = [f"{r['code']}: {r['message']}" for r in reason_dicts(reasons)]
     return "; ".join(parts)[:4900]  # MLflow tag values are capped at 5000 chars
 
 
-def _router(url: str | None, token: str | None) -> Any:
-    if not url:
-        return None
-    from pipeline_components.deploy.client import RouterClient
+def refusals(decision: Mapping[str, Any] | None, tags: Mapping[str, str], version: str,
+             experiment_id: str) -> list[str]:
+    """Every reason why this version may not become champion (empty: it may). Pure."""
+    out = []
+    if decision is None:
+        out.append(f"experiment {experiment_id!r} has no stored decision (run `abx decide`)")
+    elif decision.get("action") != "promote":
+        why = reasons_text(decision.get("reasons", []))[:300]
+        out.append(f"the stored decision of experiment {experiment_id!r} is "
+                   f"{decision.get('action')!r}, not 'promote'" + (f" ({why})" if why else ""))
+    if tags.get("gate_passed") != "true" or not tags.get("gate_champion_version"):
+        passed, why = tags.get("gate_passed", "missing"), tags.get("gate_reason", "no gate run")
+        out.append(f"v{version} did not pass the offline gate (gate_passed={passed}: {why})")
+    if tags.get("abx.rejected") == "true":
+        out.append(f"v{version} was rejected (rolled back) by experiment "
+                   f"{tags.get('abx.rejected_by', '?')}: {tags.get('abx.rejected_reasons', '')}"
+                   [:400] + "; a rejected version is never promoted")
+    return out
 
-    return RouterClient(url, token)
+
+def _tag_all(cfg: Config, client: MlflowClient, version: str, tags: Mapping[str, str]) -> None:
+    name = cfg.registry.model_name
+    for key, value in tags.items():
+        call(cfg, f"tagging v{version} of {name!r} ({key})",
+             functools.partial(client.set_model_version_tag, name, version, key, value))
 
 
-def promote(
-    cfg: Config,
-    version: str,
-    *,
-    expected_champion: str | None,
-    reasons: Sequence[Any] = (),
-    router_url: str | None = None,
-    token: str | None = None,
-) -> dict[str, Any]:
-    """Move ``champion`` to ``version`` (check-and-set against ``expected_champion``).
+def _version_tags(cfg: Config, client: MlflowClient, version: str) -> dict[str, str]:
+    name = cfg.registry.model_name
+    mv = call(cfg, f"reading v{version} of {name!r}",
+              lambda: client.get_model_version(name, version))
+    return dict(mv.tags or {})
 
-    Returns:
-        ``{"action": "promote", "changed", "champion_before", "champion_after", "version"}``.
+
+def _for(cfg: Config, experiment_id: str | None) -> Config:
+    if experiment_id is None or experiment_id == cfg.experiment.id:
+        return cfg
+    return cfg.model_copy(update={"experiment": cfg.experiment.model_copy(
+        update={"id": experiment_id})})
+
+
+def promote(cfg: Config, experiment_id: str | None = None) -> PromotionResult:
+    """Make this experiment's challenger the champion, if and only if it earned it.
+
+    Args:
+        cfg: the config (tracking URI, model name, lock database).
+        experiment_id: the experiment to promote (default ``cfg.experiment.id``).
+
+    Raises:
+        PromotionRefusedError: no promote decision, gate not passed, or a rejected version.
+        AliasConflictError: the champion moved since the gate compared against it.
+        RegistryUnavailableError: the registry did not answer (retryable; nothing moved).
+        ExperimentLockedError: another promotion held the lock past ``canary.lock_timeout_s``.
     """
+    from pipeline_components.experiment.state import read_state
+    from pipeline_components.registry import find_version, now_iso
     from pipeline_components.tracking import configure_mlflow
 
-    name = cfg.registry.model_name
-    with model_lock(cfg):
-        client = configure_mlflow(cfg)
-        current = _alias(client, name, CHAMPION)
-        changed = current != version
-        if changed and current != expected_champion:
-            raise ExperimentLockedError(
-                f"registry: {name}@champion moved from v{expected_champion} to v{current} during "
-                f"experiment {cfg.experiment.id}; refusing to promote v{version} over a champion "
-                "it was not compared with (start a new experiment)"
-            )
-        if changed:
-            why = _reasons_text(reasons) or "canary decision: promote"
-            if current is not None:
-                client.set_model_version_tag(name, current, "abx.retired_at", _now_iso())
-                client.set_model_version_tag(
-                    name, current, "abx.retired_reason",
-                    f"replaced by v{version} in experiment {cfg.experiment.id}: {why}"[:4990],
-                )
-            client.set_registered_model_alias(name, CHAMPION, version)
-            client.set_model_version_tag(name, version, "abx.promoted_at", _now_iso())
-            client.set_model_version_tag(name, version, "abx.promoted_by", cfg.experiment.id)
-            client.set_model_version_tag(name, version, "abx.promotion_reasons", why)
-        if _alias(client, name, CHALLENGER) == version:
-            client.delete_registered_model_alias(name, CHALLENGER)
-    router = _router(router_url, token)
-    if router is not None:
-        router.promote()  # the challenger slot *is* the new champion: serve it at 100%
-        router.close()
-    return {"action": "promote", "changed": changed, "version": version,
-            "champion_before": current, "champion_after": version}
+    cfg = _for(cfg, experiment_id)
+    eid, name = cfg.experiment.id, cfg.registry.model_name
+    client = configure_mlflow(cfg)
+    mv = find_version(cfg, client)
+    if mv is None:
+        raise PromotionRefusedError(f"promotion refused: registered model {name!r} has no "
+                                    f"version for experiment {eid!r}; run `abx register`")
+    version, decision = str(mv.version), read_state(cfg, "decision")
+    with alias_lock(cfg) as held:
+        tags = _version_tags(cfg, client, version)
+        current = alias_version(cfg, client, CHAMPION)
+        failed = refusals(decision, tags, version, eid)
+        if failed:
+            raise PromotionRefusedError(f"promotion of {name!r} v{version} refused: "
+                                        + "; ".join(failed) + f". The champion stays "
+                                        f"{'v' + current if current else 'unset'}.")
+        expected = tags["gate_champion_version"]
+        if current not in (version, expected):
+            raise AliasConflictError(
+                f"registry: {name}@champion moved from v{expected} to v{current} during "
+                f"experiment {eid}; refusing to promote v{version} over a champion it was not "
+                "compared with (start a new experiment)")
+        why = reasons_text((decision or {}).get("reasons", [])) or "canary decision: promote"
+        if current == expected and current != version:  # tags first, alias last
+            retired = _version_tags(cfg, client, current).get("abx.retired_at")
+            _tag_all(cfg, client, current, {
+                "abx.retired_at": retired or now_iso(),
+                "abx.retired_reason": f"replaced by v{version} in experiment {eid}: {why}"[:4990]})
+            _tag_all(cfg, client, version, {
+                "abx.decision": "promote", "abx.promoted_by": eid,
+                "abx.promoted_at": tags.get("abx.promoted_at") or now_iso(),
+                "abx.promotion_reasons": why})
+        changed = move_alias(cfg, client, held, CHAMPION, expected=expected, new=version)
+        if alias_version(cfg, client, CHALLENGER) == version:
+            move_alias(cfg, client, held, CHALLENGER, expected=version, new=None)
+    return PromotionResult(version=version, champion_before=current if changed else expected,
+                           champion_after=version, changed=changed, experiment_id=eid)
 
 
-def rollback(
-    cfg: Config,
-    version: str | None,
-    *,
-    reasons: Sequence[Any] = (),
-    router_url: str | None = None,
-    token: str | None = None,
-) -> dict[str, Any]:
-    """Reject ``version``: remove its ``challenger`` alias, tag it, route all traffic to champion.
+def rollback(cfg: Config, version: str | None, *, reasons: Sequence[Any] = ()) -> dict[str, Any]:
+    """Reject ``version``: tag it rejected (first), then remove its ``challenger`` alias.
 
     Returns:
         ``{"action": "rollback", "changed", "version", "champion"}`` (champion is untouched).
     """
+    from pipeline_components.registry import now_iso
     from pipeline_components.tracking import configure_mlflow
 
-    name = cfg.registry.model_name
-    why = _reasons_text(reasons) or "canary decision: rollback"
+    why = reasons_text(reasons) or "canary decision: rollback"
     changed = False
-    with model_lock(cfg):
-        client = configure_mlflow(cfg)
-        champion = _alias(client, name, CHAMPION)
+    client = configure_mlflow(cfg)
+    with alias_lock(cfg) as held:
+        champion = alias_version(cfg, client, CHAMPION)
         if version is not None and version != champion:
-            if _alias(client, name, CHALLENGER) == version:
-                client.delete_registered_model_alias(name, CHALLENGER)
-                changed = True
-            tags = client.get_model_version(name, version).tags or {}
+            tags = _version_tags(cfg, client, version)
             if tags.get("abx.rejected") != "true":
-                client.set_model_version_tag(name, version, "abx.rejected", "true")
-                client.set_model_version_tag(name, version, "abx.rejected_at", _now_iso())
-                client.set_model_version_tag(name, version, "abx.rejected_by", cfg.experiment.id)
-                client.set_model_version_tag(name, version, "abx.rejected_reasons", why)
+                _tag_all(cfg, client, version, {
+                    "abx.rejected": "true", "abx.decision": "rollback",
+                    "abx.rejected_at": now_iso(), "abx.rejected_by": cfg.experiment.id,
+                    "abx.rejected_reasons": why})
                 changed = True
-    router = _router(router_url, token)
-    if router is not None:
-        router.rollback(why[:500])
-        router.close()
+            if alias_version(cfg, client, CHALLENGER) == version:
+                changed |= move_alias(cfg, client, held, CHALLENGER, expected=version, new=None)
     return {"action": "rollback", "changed": changed, "version": version, "champion": champion}
+
+
+def swap_router(url: str | None, token: str | None, action: str, why: str = "") -> None:
+    """Tell a running router: ``promote`` serves the challenger slot at 100 %; ``rollback``
+    routes everything to the champion. No router (None): nothing to tell."""
+    if not url:
+        return
+    from pipeline_components.deploy.client import RouterClient
+
+    router = RouterClient(url, token)
+    try:
+        router.promote() if action == "promote" else router.rollback(why[:500])
+    finally:
+        router.close()

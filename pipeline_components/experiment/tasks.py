@@ -173,14 +173,17 @@ def route_decision(decision: Mapping[str, Any]) -> str:
 
 @announced
 def promote(conf: Conf, decision: Mapping[str, Any], deployment: Mapping[str, Any]) -> dict:
-    """Registry alias (locked, check-and-set), then the endpoint's champion swapped in place."""
+    """Registry alias, then the endpoint's champion swapped in place.
+
+    ``decision`` is what the caller passes (XCom, the CLI); it is not trusted:
+    ``promotion.promote`` reads the decision this experiment stored and refuses without a promote
+    decision, a passed gate and a version never rejected (locked compare-and-set, tags first).
+    """
     from pipeline_components.experiment.attach import promote_on_endpoint
     from pipeline_components.experiment.promotion import promote as do_promote
 
     cfg = config_for(conf)
-    g = read_state(cfg, "gate") or {}
-    out = do_promote(cfg, str(g["challenger"]), expected_champion=g.get("champion"),
-                     reasons=decision.get("reasons", []))
+    out = do_promote(cfg).to_dict()
     if deployment.get("endpoint"):
         out["endpoint"] = promote_on_endpoint(cfg)
     write_state(cfg, "outcome", out)
@@ -191,7 +194,7 @@ def promote(conf: Conf, decision: Mapping[str, Any], deployment: Mapping[str, An
 def rollback(conf: Conf, decision: Mapping[str, Any], deployment: Mapping[str, Any]) -> dict:
     """Registry: challenger rejected (champion untouched); endpoint: challenger unloaded."""
     from pipeline_components.experiment.attach import reject_on_endpoint
-    from pipeline_components.experiment.promotion import _reasons_text
+    from pipeline_components.experiment.promotion import reasons_text
     from pipeline_components.experiment.promotion import rollback as do_rollback
 
     cfg = config_for(conf)
@@ -199,7 +202,7 @@ def rollback(conf: Conf, decision: Mapping[str, Any], deployment: Mapping[str, A
     reasons = decision.get("reasons", [])
     out = do_rollback(cfg, g.get("challenger"), reasons=reasons)
     if deployment.get("endpoint"):
-        out["endpoint"] = reject_on_endpoint(cfg, _reasons_text(reasons) or "rollback")
+        out["endpoint"] = reject_on_endpoint(cfg, reasons_text(reasons) or "rollback")
     write_state(cfg, "outcome", out)
     return out
 

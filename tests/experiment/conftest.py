@@ -92,3 +92,33 @@ def tmp_cfg(tmp_path: Path, mlflow_db_template: Path) -> Config:
         "report.out_dir": str(tmp_path / "reports"),
         "canary.lock_timeout_s": 0.5,
     })
+
+
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture()
+def pg_url() -> Iterator[Any]:
+    """Factory of a fresh PostgreSQL database (``abx_t_<uuid>``) on the shared server, dropped
+    afterwards; made on first call only, so tests that do not use it pay nothing."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    made: list[str] = []
+
+    def make() -> str:
+        if not made:
+            made.append(f"abx_t_{uuid.uuid4().hex}")
+            engine = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+            with engine.connect() as conn:
+                conn.execute(sa.text(f"CREATE DATABASE {made[0]}"))
+            engine.dispose()
+        return f"postgresql+psycopg://postgres@127.0.0.1:5432/{made[0]}"
+
+    yield make
+    if made:
+        engine = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {made[0]} WITH (FORCE)"))
+        engine.dispose()

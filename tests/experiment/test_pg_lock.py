@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+from pipeline_components.aliases import alias_lock
 from pipeline_components.config import Config, load_config
 from pipeline_components.errors import ExperimentLockedError
-from pipeline_components.experiment.promotion import model_lock
 
 pytestmark = pytest.mark.postgres
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -40,7 +40,7 @@ def test_lock_is_held_in_the_database_not_on_one_disk(pg_cfg: Config, tmp_path: 
     held, release = threading.Event(), threading.Event()
 
     def hold() -> None:
-        with model_lock(pg_cfg, timeout_s=5):
+        with alias_lock(pg_cfg, timeout_s=5):
             held.set()
             release.wait(20)
 
@@ -48,12 +48,13 @@ def test_lock_is_held_in_the_database_not_on_one_disk(pg_cfg: Config, tmp_path: 
     t.start()
     try:
         assert held.wait(30)
-        with pytest.raises(ExperimentLockedError, match="locked in PostgreSQL"):
-            with model_lock(other, timeout_s=0.5):
+        with pytest.raises(ExperimentLockedError, match="is held by abx experiment"):
+            with alias_lock(other, timeout_s=0.5):
                 pass
     finally:
         release.set()
         t.join(20)
-    with model_lock(other, timeout_s=5):  # released: the other run gets it
+    with alias_lock(other, timeout_s=5):  # released: the other run gets it
         pass
     assert not (tmp_path / "a" / "locks").exists()  # no file lock was taken
+    assert not (tmp_path / "a" / "locks.db").exists()  # nor a SQLite one

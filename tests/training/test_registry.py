@@ -126,7 +126,7 @@ def test_bootstrap_survives_a_crash_before_any_alias(make_cfg: Any) -> None:
     cfg = make_cfg({"experiment.id": "crash"})
     train_family(cfg, "logreg")
     client = registry.configure_mlflow(cfg)
-    version = registry._create_version(client, cfg, None)  # registered, then "crashed"
+    version = registry._create_version(client, cfg, None, bootstrap=True)  # then "crashed"
     res = register_best(cfg)
     assert (res["version"], res["bootstrap"], res["reused"]) == (version, True, True)
     champion = client.get_model_version_by_alias(cfg.registry.model_name, "champion")
@@ -163,15 +163,19 @@ def test_rerunning_a_concluded_experiment_changes_no_alias(make_cfg: Any) -> Non
     # After a promotion (or a rollback) the experiment is over: re-running its register and gate
     # stages (an Airflow retry, a second `dvc repro`) must leave every alias where it is.
     from pipeline_components.experiment.promotion import promote, rollback
+    from pipeline_components.experiment.state import write_state
 
-    cfgs = {eid: make_cfg({"experiment.id": eid}) for eid in ("boot", "win", "lose")}
+    cfgs = {eid: make_cfg({"experiment.id": eid, "registry.gate_margin": -1.0})
+            for eid in ("boot", "win", "lose")}  # margin -1: the gate passes (non-inferiority)
     for cfg in cfgs.values():
         train_family(cfg, "logreg")
     client = registry.configure_mlflow(cfgs["boot"])
     register_best(cfgs["boot"])
     win = register_best(cfgs["win"])["version"]
     gate = offline_gate(cfgs["win"])
-    promote(cfgs["win"], win, expected_champion="1", reasons=["test"])
+    assert gate["passed"]
+    write_state(cfgs["win"], "decision", {"action": "promote", "reasons": ["test"]})
+    promote(cfgs["win"])
     assert registry.get_alias_version(cfgs["win"], "champion") == win
     assert registry.get_alias_version(cfgs["win"], "challenger") is None
     again = register_best(cfgs["win"])
