@@ -154,15 +154,7 @@ def champion_after_outage(root: Path, params: Path | str = "params.yaml",
         cfg = load_config(params, {"experiment.state_dir": str(root / "state"),
                                    "experiment.id": "outage", "tracking.tracking_uri": proxy.url,
                                    "registry.model_name": "abx-outage"})
-        from mlflow import MlflowClient
-
-        direct = MlflowClient(server.url, registry_uri=server.url)
-        name = cfg.registry.model_name
-        direct.create_registered_model(name)
-        for eid in ("bootstrap", "outage"):
-            direct.create_model_version(name, source="s3://abx-never-read/model", tags={
-                "experiment_id": eid, "gate_passed": "true", "gate_champion_version": "1"})
-        direct.set_registered_model_alias(name, "champion", "1")
+        direct = _seed_for_promotion(server.url, cfg.registry.model_name)
         write_state(cfg, "decision", {"action": "promote", "reasons": ["benchmark"]})
         proxy.set("503", after=after)
         t0, error = time.perf_counter(), None
@@ -171,16 +163,30 @@ def champion_after_outage(root: Path, params: Path | str = "params.yaml",
         except Exception as exc:  # the figure: which error, how fast
             error = f"{type(exc).__name__}: {exc}"
         took = time.perf_counter() - t0
-        during = direct.get_registered_model(name).aliases.get("champion")
+        during = direct.get_registered_model(cfg.registry.model_name).aliases.get("champion")
         proxy.set("pass")
         promote(cfg)
-        after_recovery = direct.get_registered_model(name).aliases.get("champion")
+        recovered = direct.get_registered_model(cfg.registry.model_name).aliases.get("champion")
     finally:
         proxy.stop()
         server.stop()
     return {"champion_before": "1", "champion_after_outage": str(during),
             "unchanged": str(during) == "1", "error": error, "seconds_to_error": round(took, 2),
-            "champion_after_recovery": str(after_recovery)}
+            "champion_after_recovery": str(recovered)}
+
+
+def _seed_for_promotion(url: str, name: str) -> Any:
+    """v1 champion; v2 of experiment ``outage`` gated (passed) against it. Never loaded, so the
+    source is a non-local URI (the server refuses local paths without a run)."""
+    from mlflow import MlflowClient
+
+    direct = MlflowClient(url, registry_uri=url)
+    direct.create_registered_model(name)
+    for eid in ("bootstrap", "outage"):
+        direct.create_model_version(name, source="s3://abx-never-read/model", tags={
+            "experiment_id": eid, "gate_passed": "true", "gate_champion_version": "1"})
+    direct.set_registered_model_alias(name, "champion", "1")
+    return direct
 
 
 def _install_crash_hook(alias: str) -> None:

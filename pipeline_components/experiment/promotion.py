@@ -119,7 +119,7 @@ def promote(cfg: Config, experiment_id: str | None = None) -> PromotionResult:
         ExperimentLockedError: another promotion held the lock past ``canary.lock_timeout_s``.
     """
     from pipeline_components.experiment.state import read_state
-    from pipeline_components.registry import find_version, now_iso
+    from pipeline_components.registry import find_version
     from pipeline_components.tracking import configure_mlflow
 
     cfg = _for(cfg, experiment_id)
@@ -133,32 +133,49 @@ def promote(cfg: Config, experiment_id: str | None = None) -> PromotionResult:
     with alias_lock(cfg) as held:
         tags = _version_tags(cfg, client, version)
         current = alias_version(cfg, client, CHAMPION)
-        failed = refusals(decision, tags, version, eid)
-        if failed:
-            raise PromotionRefusedError(f"promotion of {name!r} v{version} refused: "
-                                        + "; ".join(failed) + f". The champion stays "
-                                        f"{'v' + current if current else 'unset'}.")
-        expected = tags["gate_champion_version"]
-        if current not in (version, expected):
-            raise AliasConflictError(
-                f"registry: {name}@champion moved from v{expected} to v{current} during "
-                f"experiment {eid}; refusing to promote v{version} over a champion it was not "
-                "compared with (start a new experiment)")
-        why = reasons_text((decision or {}).get("reasons", [])) or "canary decision: promote"
+        expected = _check(cfg, decision, tags, version, current)
         if current == expected and current != version:  # tags first, alias last
-            retired = _version_tags(cfg, client, current).get("abx.retired_at")
-            _tag_all(cfg, client, current, {
-                "abx.retired_at": retired or now_iso(),
-                "abx.retired_reason": f"replaced by v{version} in experiment {eid}: {why}"[:4990]})
-            _tag_all(cfg, client, version, {
-                "abx.decision": "promote", "abx.promoted_by": eid,
-                "abx.promoted_at": tags.get("abx.promoted_at") or now_iso(),
-                "abx.promotion_reasons": why})
+            _tag_the_move(cfg, client, version, current, decision, tags)
         changed = move_alias(cfg, client, held, CHAMPION, expected=expected, new=version)
         if alias_version(cfg, client, CHALLENGER) == version:
             move_alias(cfg, client, held, CHALLENGER, expected=version, new=None)
     return PromotionResult(version=version, champion_before=current if changed else expected,
                            champion_after=version, changed=changed, experiment_id=eid)
+
+
+def _check(cfg: Config, decision: Mapping[str, Any] | None, tags: Mapping[str, str],
+           version: str, current: str | None) -> str:
+    """Raise unless ``version`` may replace ``current``; returns the champion it was gated on."""
+    eid, name = cfg.experiment.id, cfg.registry.model_name
+    failed = refusals(decision, tags, version, eid)
+    if failed:
+        stays = f"v{current}" if current else "unset"
+        raise PromotionRefusedError(f"promotion of {name!r} v{version} refused: "
+                                    + "; ".join(failed) + f". The champion stays {stays}.")
+    expected = tags["gate_champion_version"]
+    if current not in (version, expected):
+        raise AliasConflictError(
+            f"registry: {name}@champion moved from v{expected} to v{current} during "
+            f"experiment {eid}; refusing to promote v{version} over a champion it was not "
+            "compared with (start a new experiment)")
+    return expected
+
+
+def _tag_the_move(cfg: Config, client: MlflowClient, version: str, current: str,
+                  decision: Mapping[str, Any] | None, tags: Mapping[str, str]) -> None:
+    """Decision and lineage of the move on both versions; timestamps kept on a re-run."""
+    from pipeline_components.registry import now_iso
+
+    eid = cfg.experiment.id
+    why = reasons_text((decision or {}).get("reasons", [])) or "canary decision: promote"
+    retired = _version_tags(cfg, client, current).get("abx.retired_at")
+    _tag_all(cfg, client, current, {
+        "abx.retired_at": retired or now_iso(),
+        "abx.retired_reason": f"replaced by v{version} in experiment {eid}: {why}"[:4990]})
+    _tag_all(cfg, client, version, {
+        "abx.decision": "promote", "abx.promoted_by": eid,
+        "abx.promoted_at": tags.get("abx.promoted_at") or now_iso(),
+        "abx.promotion_reasons": why})
 
 
 def rollback(cfg: Config, version: str | None, *, reasons: Sequence[Any] = ()) -> dict[str, Any]:
