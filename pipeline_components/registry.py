@@ -223,7 +223,8 @@ def register_best(cfg: Config, results: list[dict[str, Any]] | None = None) -> d
         raise RegistryError(f"registered model {name!r}: the version just created for "
                             f"experiment {cfg.experiment.id!r} is not found")
     version = str(mv.version)
-    compile_version(cfg, version)  # tags on the version: before any alias points at it
+    # Tags on the version, so before any alias points at it; under the same outage policy.
+    call(cfg, f"compiling v{version} of {name!r}", lambda: compile_version(cfg, version))
     champion = _move_aliases(cfg, client, mv)
     mv = call(cfg, f"reading v{version} of {name!r}",
               lambda: client.get_model_version(name, version))
