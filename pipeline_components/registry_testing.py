@@ -149,8 +149,9 @@ def champion_after_outage(root: Path, params: Path | str = "params.yaml",
     from pipeline_components.experiment.state import write_state
 
     server = MlflowServer(root / "mlflow", template=template).start()
-    proxy = FaultProxy(server.url, root)
+    proxy: FaultProxy | None = None
     try:
+        proxy = FaultProxy(server.url, root)
         cfg = load_config(params, {"experiment.state_dir": str(root / "state"),
                                    "experiment.id": "outage", "tracking.tracking_uri": proxy.url,
                                    "registry.model_name": "abx-outage"})
@@ -168,7 +169,8 @@ def champion_after_outage(root: Path, params: Path | str = "params.yaml",
         promote(cfg)
         recovered = direct.get_registered_model(cfg.registry.model_name).aliases.get("champion")
     finally:
-        proxy.stop()
+        if proxy is not None:
+            proxy.stop()
         server.stop()
     return {"champion_before": "1", "champion_after_outage": str(during),
             "unchanged": str(during) == "1", "error": error, "seconds_to_error": round(took, 2),

@@ -42,11 +42,28 @@ def world(tmp_path_factory: pytest.TempPathFactory,
     """Real data + features (tiny), a real mlflow server, a fault proxy, one trained model."""
     root = tmp_path_factory.mktemp("champion-safety")
     server = MlflowServer(root / "mlflow", template=mlflow_db_template).start()
-    proxy = FaultProxy(server.url, root)
-    ov: dict[str, Any] = {
+    proxy: FaultProxy | None = None
+    try:
+        proxy = FaultProxy(server.url, root)
+        ov = _overrides(root, proxy.url)
+        cfg = load_config(REPO / "params.yaml", {**ov, "experiment.state_dir": str(root / "s"),
+                                                 "experiment.id": "trained"})
+        data.run_data(cfg)
+        features.run_features(cfg)
+        trained = train_family(cfg, "logreg")
+        yield {"server": server, "proxy": proxy, "ov": ov, "trained": trained,
+               "direct": MlflowClient(server.url, registry_uri=server.url)}
+    finally:  # the processes go away whatever failed
+        if proxy is not None:
+            proxy.stop()
+        server.stop()
+
+
+def _overrides(root: Path, tracking_uri: str) -> dict[str, Any]:
+    return {
         "data.raw_path": str(root / "raw.parquet"), "features.out_dir": str(root / "features"),
         "validation.report_path": str(root / "validation.json"),
-        "data.synthetic.n_users": 600, "tracking.tracking_uri": proxy.url,
+        "data.synthetic.n_users": 600, "tracking.tracking_uri": tracking_uri,
         "tracking.experiment_name": "champion-safety",  # artifacts under the server's root
         "training.families": ["logreg"], "training.n_trials": 1, "training.cv_folds": 2,
         "training.workers": 1, "training.pruning": False,
@@ -54,15 +71,6 @@ def world(tmp_path_factory: pytest.TempPathFactory,
         "registry.retry_attempts": 3, "registry.retry_wait_s": 0.05,
         "registry.request_timeout_s": 2, "canary.lock_timeout_s": 60.0,
     }
-    cfg = load_config(REPO / "params.yaml", {**ov, "experiment.state_dir": str(root / "s"),
-                                             "experiment.id": "trained"})
-    data.run_data(cfg)
-    features.run_features(cfg)
-    trained = train_family(cfg, "logreg")
-    yield {"server": server, "proxy": proxy, "ov": ov, "trained": trained,
-           "direct": MlflowClient(server.url, registry_uri=server.url)}
-    proxy.stop()
-    server.stop()
 
 
 @pytest.fixture()
