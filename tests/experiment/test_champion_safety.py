@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from mlflow import MlflowClient
 
-from pipeline_components import data, features
+from pipeline_components import data, features, validate
 from pipeline_components.config import Config, load_config
 from pipeline_components.errors import RegistryUnavailableError
 from pipeline_components.experiment.promotion import promote, rollback
@@ -49,6 +49,7 @@ def world(tmp_path_factory: pytest.TempPathFactory,
         cfg = load_config(REPO / "params.yaml", {**ov, "experiment.state_dir": str(root / "s"),
                                                  "experiment.id": "trained"})
         data.run_data(cfg)
+        validate.run_validate(cfg)  # features refuse unvalidated data
         features.run_features(cfg)
         trained = train_family(cfg, "logreg")
         yield {"server": server, "proxy": proxy, "ov": ov, "trained": trained,
