@@ -203,17 +203,3 @@ def rollback(cfg: Config, version: str | None, *, reasons: Sequence[Any] = ()) -
             if alias_version(cfg, client, CHALLENGER) == version:
                 changed |= move_alias(cfg, client, held, CHALLENGER, expected=version, new=None)
     return {"action": "rollback", "changed": changed, "version": version, "champion": champion}
-
-
-def swap_router(url: str | None, token: str | None, action: str, why: str = "") -> None:
-    """Tell a running router: ``promote`` serves the challenger slot at 100 %; ``rollback``
-    routes everything to the champion. No router (None): nothing to tell."""
-    if not url:
-        return
-    from pipeline_components.deploy.client import RouterClient
-
-    router = RouterClient(url, token)
-    try:
-        router.promote() if action == "promote" else router.rollback(why[:500])
-    finally:
-        router.close()
