@@ -12,7 +12,7 @@ export DO_NOT_TRACK := 1
 export OMP_NUM_THREADS ?= 1
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install demo test lint typecheck services bench clean image
+.PHONY: install demo test lint typecheck services bench clean image scale-demo
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || PYTHON=python3; \
@@ -43,6 +43,11 @@ typecheck: install
 # The endpoint image abx-endpoint:<git sha> (+ :latest) for serving.backend: docker.
 image: install services
 	$(BIN)/abx image build
+
+# The scale-out stack (Celery on Redis, PostgreSQL everywhere, replicas as containers) on this
+# machine: one experiment triggered through the Airflow REST API, then teardown. docs/scale-out.md
+scale-demo: install
+	bash scripts/scale-demo.sh
 
 bench: install
 	$(BIN)/python -m benchmarks
