@@ -21,6 +21,7 @@ from pipeline_components.serving.routing import CHAMPION
 from pipeline_components.serving.schemas import (
     FeedbackRequest,
     PredictRequest,
+    body_schema,
     check_features,
     describe,
 )
@@ -119,7 +120,7 @@ def count_unseen(rt: Router, features: Mapping[str, Any]) -> None:
             rt.metrics.unseen.labels(name).inc()
 
 
-@router.post("/predict")
+@router.post("/predict", openapi_extra=body_schema(PredictRequest))
 async def predict(request: Request) -> Response:
     """Score one instance or a batch; sticky weighted assignment unless X-ABX-Variant forces one."""
     rt = get_router(request)
@@ -151,7 +152,7 @@ async def predict(request: Request) -> Response:
     return json_response(answers[0], 503 if answers[0]["status"] == "error" else 200)
 
 
-@router.post("/feedback")
+@router.post("/feedback", openapi_extra=body_schema(FeedbackRequest))
 async def feedback(request: Request) -> Response:
     """Record a delayed outcome for a request id or a unit id (client key; idempotent per id)."""
     from pipeline_components.serving.feedback import (

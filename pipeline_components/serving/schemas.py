@@ -82,6 +82,29 @@ class RollbackRequest(_Strict):
     reason: str = Field(min_length=1, max_length=1000)
 
 
+def body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """An OpenAPI ``requestBody`` for ``model``: its JSON schema with ``$defs`` inlined.
+
+    The handlers read raw bytes (no FastAPI body parameter), so the bodies are declared here for
+    /openapi.json, where clients and fuzzers (benchmarks/reliability.py) find them.
+    """
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return inline(defs[ref.rsplit("/", 1)[1]])
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    return {"requestBody": {"required": True,
+                            "content": {"application/json": {"schema": inline(schema)}}}}
+
+
 def describe(exc: ValidationError, prefix: str = "") -> str:
     """One line per error, each naming the field path (``instances.0.unit_id: ...``)."""
     parts = []
