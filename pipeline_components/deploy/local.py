@@ -58,14 +58,18 @@ def router_params(cfg: Config) -> dict:
     """The config for the router's params file, without its secrets (they go by environment)."""
     raw = cfg.model_dump(mode="json")
     raw["serving"]["admin_token"] = raw["serving"]["qa_token"] = None
+    if "endpoint" in raw:
+        raw["endpoint"]["client_key"] = None
     return raw
 
 
 def secret_env(cfg: Config) -> dict[str, str]:
-    """ABX_ADMIN_TOKEN / ABX_QA_TOKEN for the router process, from the config's secrets."""
+    """ABX_ADMIN_TOKEN / ABX_QA_TOKEN / ABX_CLIENT_KEY for the router, from the config's secrets."""
     env = {}
-    for key, var in (("admin_token", "ABX_ADMIN_TOKEN"), ("qa_token", "ABX_QA_TOKEN")):
-        secret = getattr(cfg.serving, key)
+    for section, key, var in (("serving", "admin_token", "ABX_ADMIN_TOKEN"),
+                              ("serving", "qa_token", "ABX_QA_TOKEN"),
+                              ("endpoint", "client_key", "ABX_CLIENT_KEY")):
+        secret = getattr(getattr(cfg, section, None), key, None)
         if secret is not None:
             env[var] = secret.get_secret_value()
     return env
