@@ -32,6 +32,10 @@ def run(dag: Any, base: dict[str, Any], exp_id: str, **form: Any) -> dict[str, s
     return states
 
 
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "since the long-lived endpoint landed (issue 10) deploy_canary attaches to an endpoint, and "
+    "DockerBackend has no start_endpoint/find_endpoint/stop_endpoint yet: the run fails with "
+    "DeploymentError 'backend docker cannot run an endpoint yet' (issue 12 follow-up)"))
 def test_canary_with_the_docker_backend_decides_and_cleans_up(
     airflow_db: Path, endpoint_image: str, docker_engine: Any,
     tmp_path_factory: pytest.TempPathFactory,
