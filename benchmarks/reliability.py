@@ -285,10 +285,24 @@ def from_schema(schema: dict[str, Any]) -> Any:
     return anything
 
 
-def registry_outage() -> dict[str, Any]:
-    return {"measured": False,
-            "why": "the registry's outage handling (registry.py / promotion, issue 11's safety "
-                   "half) is measured by that change's tests; not part of this data-plane run"}
+def registry_outage(work: Path) -> dict[str, Any]:
+    """Champion alias after a registry outage injected mid-promotion (goal: unchanged).
+
+    Runs the champion-safety scenario of ``registry_testing.champion_after_outage``: a real
+    ``mlflow server`` behind a fault proxy that starts answering 503 once the promotion's first
+    tag went through, with params.yaml's retry settings.
+    """
+    from pipeline_components.registry_testing import champion_after_outage
+
+    root = work / "outage"
+    root.mkdir(parents=True, exist_ok=True)
+    res = champion_after_outage(root, Path(__file__).resolve().parents[1] / "params.yaml")
+    res["measured"] = True
+    res["why"] = (f"champion v{res['champion_before']} -> v{res['champion_after_outage']} during "
+                  f"the outage (goal: unchanged)  {'MET' if res['unchanged'] else 'MISSED'}; "
+                  f"error after {res['seconds_to_error']:.1f} s; after recovery "
+                  f"v{res['champion_after_recovery']}")
+    return res
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -299,6 +313,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--only-remote", type=float, default=None, metavar="RPS",
                    help="run only scenario 5 at this request rate (prints its JSON)")
+    p.add_argument("--only-outage", action="store_true",
+                   help="run only scenario 6, the registry outage (prints its line and JSON)")
     a = p.parse_args(argv)
     if a.quick:
         a.duration, a.fuzz = 10.0, 50
@@ -306,6 +322,11 @@ def main(argv: list[str] | None = None) -> None:
     started = time.time()
     load_avg = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     work = Path(tempfile.mkdtemp(prefix="abx-rel-"))
+    if a.only_outage:
+        res = registry_outage(work)
+        print(load_avg, f"6. champion alias after a registry outage: {res['why']}",
+              json.dumps(res, default=str), sep="\n")
+        return
     from pipeline_components.config import load_config
     from pipeline_components.serving.testing import TEST_DATA
 
@@ -325,7 +346,7 @@ def main(argv: list[str] | None = None) -> None:
     out["kill9_durable"] = kill9(base, feats, 0.8 * max_rps, durable=True)
     out["remote_challenger_kill9"] = remote_challenger(base, feats, 0.8 * max_rps)
     out["fuzz"] = fuzz(base, feats, a.fuzz)
-    out["registry_outage"] = registry_outage()
+    out["registry_outage"] = registry_outage(work)
     out["uptime_end"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     out["wall_s"] = time.time() - started
     text = report(out)
