@@ -21,6 +21,7 @@ export AIRFLOW__CORE__PARALLELISM=4
 export AIRFLOW__LOGGING__LOGGING_LEVEL=WARNING
 export MLFLOW_DISABLE_TELEMETRY=true DVC_NO_ANALYTICS=1 GX_ANALYTICS_ENABLED=false
 export OMP_NUM_THREADS=1 PYTHONWARNINGS=ignore
+export ABX_CANARY_POKE_S="${ABX_CANARY_POKE_S:-2}"  # the canary sensor looks every 2 s (default 30)
 TRIALS="${DEMO_TRIALS:-5}"
 FAMILIES="${DEMO_FAMILIES:-[\"logreg\", \"extra_trees\", \"hist_gbdt\"]}"
 LOGDIR="$ROOT/.abx/demo"
