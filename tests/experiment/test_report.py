@@ -93,3 +93,13 @@ def test_find_psi_takes_the_worst_variant_per_feature() -> None:
                                                           "psi": 0.4}]
     assert find_psi({"drift": rows}) == {"a": 0.4}
     assert find_psi({"drift": []}) == {}
+
+
+def test_report_of_a_decision_without_ramp_phases(tmp_cfg: Config) -> None:
+    # A decision stored without a "phases" key (no ramp, or written by an older abx) still renders.
+    write_state(tmp_cfg, "gate", {"passed": True, "champion": "1", "challenger": "2"})
+    write_state(tmp_cfg, "decision", {"action": "rollback", "reasons": []})
+    write_state(tmp_cfg, "outcome", {"action": "rollback"})
+    out = build_report(tmp_cfg, log_to_mlflow=False)
+    md = open(out["markdown"]).read()
+    assert out["action"] == "rollback" and "Effect per ramp step" not in md
