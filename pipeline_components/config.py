@@ -286,7 +286,6 @@ class CanaryConfig(_Section):
     poke_interval_s: float = Field(30.0, gt=0.0)
     min_step_duration_s: float = Field(0.0, ge=0.0)
     max_step_duration_s: float = Field(86400.0, gt=0.0)
-    shadow_first_s: float = Field(0.0, ge=0.0)
     steps: list[float] = Field(default_factory=lambda: [0.05, 0.25, 0.5])
     min_samples_per_step: int = Field(200, ge=1)
     max_duration_s: float = Field(600.0, gt=0.0)
