@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-import yaml
 import pytest
+import yaml
 
 from pipeline_components.analysis.testing import SimSpec, simulate_log
 from pipeline_components.cli import main
