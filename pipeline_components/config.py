@@ -342,6 +342,19 @@ class SimulatorConfig(_Section):
     max_requests: int = Field(2000, ge=1)
     feedback_delay_s: float = Field(0.0, ge=0.0)
     timeout_s: float = Field(10.0, gt=0.0)  # per HTTP request
+    # A known truth for demos and tests of the decision: when set, a user's reward no longer
+    # comes from the served prediction but from a draw keyed by their id, with rate
+    # ``base_rate`` on the champion and ``base_rate + true_lift`` on every other variant.
+    true_lift: float | None = Field(None, ge=-1.0, le=1.0)
+    base_rate: float = Field(0.5, gt=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _rates_are_probabilities(self) -> SimulatorConfig:
+        if self.true_lift is not None and not 0.0 <= self.base_rate + self.true_lift <= 1.0:
+            raise ValueError(
+                f"simulator.base_rate + simulator.true_lift = "
+                f"{self.base_rate + self.true_lift:g} is not a probability (0..1)")
+        return self
 
 
 class FaultsConfig(_Section):

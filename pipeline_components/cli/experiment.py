@@ -63,12 +63,18 @@ def simulate_cmd(
     out: Annotated[Path | None, typer.Option(help="Also write the result JSON here.")] = None,
     progress: Annotated[bool, typer.Option(help="Draw a progress bar.")] = True,
     allow_remote: Annotated[bool, typer.Option(help="Allow a non-loopback --url.")] = False,
+    true_lift: Annotated[float | None, typer.Option(
+        help="Draw rewards with this known absolute lift for every non-champion variant "
+             "(simulator.true_lift; base rate simulator.base_rate) instead of scoring the "
+             "served predictions.")] = None,
 ) -> None:
     """Replay holdout users against an endpoint over HTTP (an outside client), then post their
     outcomes as feedback (with the endpoint's client key)."""
     from pipeline_components.experiment.config import config_for
     from pipeline_components.experiment.simulate import simulate
 
+    if true_lift is not None:
+        set_ = [*(set_ or []), f"simulator.true_lift={true_lift}"]
     conf = _conf(params, set_)
     target = url or _stored(conf, "deployment")["url"]
     res = simulate(config_for(conf), target, offset=offset, n=n, progress=progress,

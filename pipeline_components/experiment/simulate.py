@@ -9,11 +9,18 @@ Business metric (the primary metric ``reward``): the served decision is "act if
 ``prediction >= 0.5``"; it is right when it matches what the user actually did, so
 ``reward = 1.0 if (prediction >= 0.5) == label else 0.0`` and ``outcome`` is the label itself.
 A better model earns more reward per user, which is what the canary measures.
+
+Known truth (``simulator.true_lift``): to check that the decision finds an effect that is really
+there (and none when there is none), the reward can instead be drawn from a uniform keyed by the
+user's id, ``reward = 1 if u(user) < base_rate + lift(variant)``, with no lift on the champion.
+The same user draws the same ``u`` whichever variant serves them, and the draw is independent of
+the assignment hash, so the true difference between arms is exactly ``true_lift``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import time
 from collections.abc import Iterable, Mapping
@@ -23,6 +30,7 @@ from urllib.parse import urlparse
 
 import httpx
 
+from pipeline_components.aliases import CHAMPION
 from pipeline_components.config import Config
 from pipeline_components.errors import ConfigError, DeploymentError
 
@@ -53,6 +61,7 @@ class SimulationResult:
     reward_per_variant: dict[str, float] = field(default_factory=dict)
     duration_s: float = 0.0
     started_at: float = 0.0
+    true_lift: float | None = None  # the known lift the rewards were drawn with (None: models')
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,6 +70,38 @@ class SimulationResult:
 def reward_of(prediction: float, label: int) -> float:
     """The business reward of one served decision (see the module docstring)."""
     return 1.0 if (prediction >= THRESHOLD) == bool(label) else 0.0
+
+
+@dataclass(frozen=True)
+class KnownLift:
+    """Rewards with a known true effect (see the module docstring): ``base_rate`` on the
+    champion, ``base_rate + lift`` on every other variant, keyed by ``seed`` and the user's id."""
+
+    lift: float
+    base_rate: float = 0.5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.base_rate + self.lift <= 1.0 or not 0.0 < self.base_rate < 1.0:
+            raise ConfigError(f"simulator: base_rate {self.base_rate:g} + true_lift "
+                              f"{self.lift:g} is not a probability (0..1)")
+
+    def uniform(self, unit_id: str) -> float:
+        """A uniform draw in [0, 1) fixed by the seed and the user (not by the variant)."""
+        digest = hashlib.sha256(f"abx-sim:{self.seed}:{unit_id}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2.0**64
+
+    def reward(self, unit_id: str, variant: str) -> float:
+        rate = self.base_rate + (0.0 if variant == CHAMPION else self.lift)
+        return 1.0 if self.uniform(unit_id) < rate else 0.0
+
+
+def known_lift(cfg: Config) -> KnownLift | None:
+    """The config's known truth, or None when rewards come from the models' predictions."""
+    sim = cfg.simulator
+    if sim.true_lift is None:
+        return None
+    return KnownLift(sim.true_lift, sim.base_rate, cfg.experiment.seed)
 
 
 def check_loopback(url: str) -> None:
@@ -119,7 +160,8 @@ class _Pacer:
 
 
 async def _one_user(
-    http: httpx.AsyncClient, user: User, delay_s: float, res: SimulationResult
+    http: httpx.AsyncClient, user: User, delay_s: float, res: SimulationResult,
+    truth: KnownLift | None = None,
 ) -> None:
     res.sent += 1
     try:
@@ -135,7 +177,8 @@ async def _one_user(
     res.answered += 1
     variant = str(body.get("variant"))
     res.per_variant[variant] = res.per_variant.get(variant, 0) + 1
-    reward = reward_of(float(body["prediction"]), user.label)
+    reward = (truth.reward(user.unit_id, variant) if truth is not None
+              else reward_of(float(body["prediction"]), user.label))
     res.reward_sum += reward
     res.reward_per_variant[variant] = res.reward_per_variant.get(variant, 0.0) + reward
     if delay_s > 0:
@@ -152,8 +195,10 @@ async def _one_user(
 async def _run(
     url: str, users: list[User], rate: float, concurrency: int, delay_s: float,
     timeout_s: float, on_done: Any, client_key: str | None = None,
+    truth: KnownLift | None = None,
 ) -> SimulationResult:
-    res = SimulationResult(started_at=time.time())
+    res = SimulationResult(started_at=time.time(),
+                           true_lift=truth.lift if truth is not None else None)
     queue: asyncio.Queue[User] = asyncio.Queue()
     for u in users:
         queue.put_nowait(u)
@@ -167,7 +212,7 @@ async def _run(
             while not queue.empty():
                 user = queue.get_nowait()
                 await pacer.wait()
-                await _one_user(http, user, delay_s, res)
+                await _one_user(http, user, delay_s, res, truth)
                 on_done()
 
         t0 = time.monotonic()
@@ -188,10 +233,12 @@ def simulate_users(
     label: str = "traffic",
     client_key: str | None = None,
     allow_remote: bool = False,
+    truth: KnownLift | None = None,
 ) -> SimulationResult:
     """Send each user's request at ``rate_per_s`` with at most ``concurrency`` in flight.
 
     ``client_key`` goes with every /feedback (the endpoint refuses outcomes without it).
+    ``truth`` draws rewards with a known lift instead of scoring the served predictions.
     Synthetic traffic goes to loopback only unless ``allow_remote`` says otherwise.
 
     Raises:
@@ -208,7 +255,7 @@ def simulate_users(
         task = bar.add_task(label, total=len(batch))
         res = asyncio.run(
             _run(url.rstrip("/"), batch, rate_per_s, concurrency, feedback_delay_s, timeout_s,
-                 lambda: bar.advance(task), client_key)
+                 lambda: bar.advance(task), client_key, truth)
         )
     if res.answered == 0:
         raise DeploymentError(f"simulator: router at {url} answered none of {res.sent} requests")
@@ -252,5 +299,6 @@ def simulate(
         url, take(users, offset, n), rate_per_s=sim.rate_per_s, concurrency=sim.concurrency,
         feedback_delay_s=sim.feedback_delay_s, timeout_s=sim.timeout_s, progress=progress,
         client_key=endpoint_secret(cfg, "client_key"), allow_remote=allow_remote,
+        truth=known_lift(cfg),
     )
     return {**res.to_dict(), "offset": offset, "next_offset": offset + n}

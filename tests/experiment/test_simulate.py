@@ -81,3 +81,45 @@ def test_take_wraps_and_step_sizes() -> None:
     assert requests_for_step(0.5, 100, 10_000) == 220   # 100 per arm at 50/50, +10%
     assert requests_for_step(0.05, 100, 10_000) == 2200
     assert requests_for_step(0.05, 100, 1000) == 1000   # capped by simulator.max_requests
+
+
+def test_known_lift_draws_the_stated_rates_per_variant() -> None:
+    from pipeline_components.experiment.simulate import KnownLift
+
+    truth = KnownLift(0.1, base_rate=0.3, seed=5)
+    ids = [str(i) for i in range(20_000)]
+    champ = sum(truth.reward(u, "champion") for u in ids) / len(ids)
+    chall = sum(truth.reward(u, "challenger") for u in ids) / len(ids)
+    assert champ == pytest.approx(0.3, abs=0.015)
+    assert chall - champ == pytest.approx(0.1, abs=0.015)
+    # one draw per user, whichever variant serves them: lift only ever turns 0 into 1
+    assert all(truth.reward(u, "challenger") >= truth.reward(u, "champion") for u in ids[:2000])
+    assert truth.reward("7", "b") == KnownLift(0.1, 0.3, seed=5).reward("7", "b")  # reproducible
+    assert KnownLift(0.0, 0.3, seed=6).uniform("7") != truth.uniform("7")  # keyed by the seed
+
+
+@pytest.mark.parametrize(("base", "lift"), [(0.95, 0.1), (0.05, -0.1)])
+def test_known_lift_outside_zero_one_is_refused_naming_the_keys(base: float, lift: float) -> None:
+    from pipeline_components.config import load_config
+    from pipeline_components.experiment.simulate import KnownLift
+
+    with pytest.raises(ConfigError, match="base_rate .* true_lift"):
+        KnownLift(lift, base_rate=base)
+    with pytest.raises(ConfigError, match=r"simulator\.base_rate \+ simulator\.true_lift"):
+        load_config(None, {"simulator.true_lift": lift, "simulator.base_rate": base})
+
+
+def test_simulated_rewards_carry_the_known_lift_not_the_predictions(recorder_url: tuple) -> None:
+    from pipeline_components.experiment.simulate import KnownLift
+
+    url, rec = recorder_url
+    truth = KnownLift(0.25, base_rate=0.5, seed=1)
+    res = simulate_users(url, _users(600), rate_per_s=5000, concurrency=8, progress=False,
+                         truth=truth)
+    assert res.true_lift == 0.25 and res.answered == 600
+    by_variant = {v: res.reward_per_variant[v] / res.per_variant[v] for v in res.per_variant}
+    assert by_variant["champion"] == pytest.approx(0.5, abs=0.07)
+    assert by_variant["challenger"] - by_variant["champion"] == pytest.approx(0.25, abs=0.09)
+    for fb in rec.feedback:  # the reward posted is the drawn one; the outcome stays the label
+        variant = "challenger" if int(fb["unit_id"]) % 2 else "champion"
+        assert fb["reward"] == truth.reward(fb["unit_id"], variant)
