@@ -86,3 +86,10 @@ class AliasConflictError(ExperimentLockedError):
 
     Final (a retry cannot fix it): another experiment moved the alias; start a new experiment.
     """
+
+
+class MissingExtraError(AbxError):
+    """A command needs a package of an extra that is not installed (``abx[serve]``,
+    ``abx[pipeline]``): the message names the module and the ``pip install`` that brings it."""
+
+    exit_code = 12

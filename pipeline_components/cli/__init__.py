@@ -10,6 +10,7 @@ import sys
 
 from pipeline_components.cli._app import app, console
 from pipeline_components.errors import AbxError
+from pipeline_components.extras import missing_extra
 
 # Importing a module registers its commands on ``app``.
 for _name in ("config_cmd", "data", "train", "serve", "analyze", "experiment", "endpoint",
@@ -26,9 +27,18 @@ def main() -> None:
     try:
         app()
     except AbxError as exc:
-        console.print("[bold red]error:[/]", markup=True, end=" ")
-        console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
+        _fail(exc)
+    except ModuleNotFoundError as exc:  # a partial install (e.g. only abx[serve])
+        err = missing_extra(exc)
+        if err is None:
+            raise
+        _fail(err)
+
+
+def _fail(exc: AbxError) -> None:
+    console.print("[bold red]error:[/]", markup=True, end=" ")
+    console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+    sys.exit(exc.exit_code)
 
 
 __all__ = ["app", "main"]

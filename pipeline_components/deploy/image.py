@@ -3,7 +3,8 @@
 Three steps, each skipped when already done (the machine is shared and builds are CPU-heavy):
 
 1. the base image (Debian minbase + Python 3.11) from ``scripts/docker-base.sh`` if missing;
-2. wheels of the *core* dependencies (pyproject ``dependencies``, pinned by constraints.txt) into
+2. wheels of the endpoint's dependencies (pyproject core ``dependencies`` plus the ``serve`` extra,
+   pinned by constraints.txt) into
    ``docker/wheels/`` with ``pip download --only-binary=:all:`` on the host, because pip inside a
    container fails TLS here; skipped while the pins are unchanged (a stamp holds their hash);
 3. ``docker build`` of ``docker/Dockerfile`` (legacy builder, host network, never pulls). The
@@ -67,8 +68,10 @@ def _norm(name: str) -> str:
 
 
 def core_requirements(root: Path = REPO) -> list[str]:
-    """pyproject's core dependencies pinned to constraints.txt (``uvicorn[standard]==0.54.0``)."""
-    deps = tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]
+    """What ``pip install abx[serve]`` installs (core + ``serve`` extra), pinned to
+    constraints.txt (``uvicorn[standard]==0.54.0``)."""
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    deps = project["dependencies"] + project["optional-dependencies"]["serve"]
     pins: dict[str, str] = {}
     for line in (root / "constraints.txt").read_text().splitlines():
         name, sep, version = line.split("#")[0].strip().partition("==")
