@@ -241,6 +241,11 @@ class ServingConfig(_Section):
     shutdown_grace_s: float = Field(30.0, ge=3.0, le=3600.0)
     # Coalesce concurrent /predict calls into one model call per variant (serving/workers.py).
     micro_batch: bool = True
+    # Latency budget of the batching window: a worker that took fewer requests than its previous
+    # call had (load still there) waits at most this long after the oldest was queued for the
+    # rest; a lone request is never held (serving/workers.py).
+    batch_wait_ms: float = Field(2.0, ge=0.0, le=1000.0)
+    batch_max_rows: int = Field(64, ge=1)  # rows per coalesced model call
     gc_freeze: bool = True  # gc.freeze() after loading: no full-heap collection pauses
     # auto: serve a version's compiled model (logged at registration) when it still agrees.
     runtime: Literal["auto", "sklearn"] = "auto"

@@ -56,9 +56,7 @@ class EndpointRouter(Router):
         challenger to champion and keeps its worker, so no request waits on a closed one."""
         w = self._workers.get(var.uri)
         if w is None:
-            s = self.cfg.serving
-            w = VariantWorker(var, self.call, s.variant_timeouts_s.get(var.name, s.model_timeout_s),
-                              s.max_batch, coalesce=s.micro_batch)
+            w = self._new_worker(var)
             self._workers[var.uri] = w
         return w
 

@@ -126,11 +126,15 @@ class Router:
         if w is None or w.variant is not var:
             if w is not None:
                 w.close()
-            s = self.cfg.serving
-            w = VariantWorker(var, self.call, s.variant_timeouts_s.get(var.name, s.model_timeout_s),
-                              s.max_batch, coalesce=s.micro_batch)
+            w = self._new_worker(var)
             self._workers[var.name] = w
         return w
+
+    def _new_worker(self, var: Variant) -> VariantWorker:
+        s = self.cfg.serving
+        return VariantWorker(var, self.call, s.variant_timeouts_s.get(var.name, s.model_timeout_s),
+                             s.batch_max_rows, coalesce=s.micro_batch,
+                             wait_s=s.batch_wait_ms / 1000.0)
 
     async def predict(self, rows: list[tuple[str, Mapping[str, Any]]],
                       forced: str | None) -> list[dict]:
@@ -247,6 +251,15 @@ class Router:
             self.event(kind, {"weights": table.as_dict(), **(detail or {})})
         return self.status()
 
+    def batching_status(self) -> dict:
+        """Totals over workers plus each worker's paths and batch sizes (workers.py)."""
+        s = self.cfg.serving
+        per = {n: w.stats() for n, w in self._workers.items()}
+        return {"enabled": s.micro_batch, "wait_ms": s.batch_wait_ms,
+                "max_rows": s.batch_max_rows,
+                "calls": sum(p["calls"] for p in per.values()),
+                "requests": sum(p["requests"] for p in per.values()), "workers": per}
+
     def status(self) -> dict:
         trip = self.breaker.trip
         return {
@@ -269,8 +282,7 @@ class Router:
             "counts": {k: dict(v) for k, v in self.counts.items()},
             "rows_written": dict(self.writer.written),
             "pending_rows": self.writer.pending(),
-            "micro_batch": {"calls": sum(w.calls for w in self._workers.values()),
-                            "requests": sum(w.requests for w in self._workers.values())},
+            "micro_batch": self.batching_status(),
             "timeouts": {n: w.timeouts for n, w in self._workers.items()},
             "writer": {"dead_letters": self.writer.dead_lettered, "replayed": self.writer.replayed,
                        "failures": self.writer.failures, "durable": self.writer.durable,
