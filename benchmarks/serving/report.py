@@ -11,6 +11,7 @@ import os
 import statistics as st
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from benchmarks.serving.loadgen import LITTLE_TOLERANCE, Result
 
@@ -122,4 +123,35 @@ def goals(res: Results, levels: list[int]) -> str:
                 verdict = f"  goal >= {goal:.2f}x{p99_part}: {'met' if met else 'MISSED'}"
             out.append(f"  abx / {other:<10} c={level:<3} throughput {r[0]:6.2f}x   "
                        f"p99 {r[1]:+8.2f} ms{verdict}")
+    return "\n".join(out)
+
+
+def router_line(name: str, status: dict[str, Any]) -> str:
+    """A router's own view after its runs: collections and max pause per generation (gc.freeze's
+    effect), and how its batches formed (paths and sizes of the coalesced calls)."""
+    if "error" in status:
+        return f"  {name}: /admin/status unavailable: {status['error']}"
+    gc = status.get("gc") or {}
+    mb = status.get("micro_batch") or {}
+    w = (mb.get("workers") or {}).get("champion", {})
+    sizes = w.get("sizes", {})
+    mean = w.get("requests", 0) / max(w.get("calls", 0), 1)
+    return (f"  {name:<12} gc: frozen {gc.get('frozen_objects', '?')} objects, collections "
+            f"gen0/1/2 {'/'.join(map(str, gc.get('collections', [])))}, max pause "
+            f"{'/'.join(f'{m:.1f}' for m in gc.get('max_pause_ms', []))} ms; batching: "
+            f"{w.get('calls', 0)} calls, {mean:.1f} requests/call, largest "
+            f"{max((int(k) for k in sizes), default=0)}, paths {w.get('paths', {})}")
+
+
+def gc_compare(res: Results, levels: list[int]) -> str:
+    """gc.freeze side by side: the router as shipped vs the same with serving.gc_freeze off."""
+    out = ["gc.freeze (abx) vs not (abx_nofreeze), medians over rounds:"]
+    for level in levels:
+        if ("abx", level) not in res or ("abx_nofreeze", level) not in res:
+            continue
+        a, b = median(res[("abx", level)]), median(res[("abx_nofreeze", level)])
+        out.append(f"  c={level:<3} throughput {a.rps / max(b.rps, 1e-9):5.2f}x   "
+                   f"p99 {a.p99_ms:7.1f} vs {b.p99_ms:7.1f} ms   "
+                   f"p99.9 {a.p999_ms:7.1f} vs {b.p999_ms:7.1f} ms   "
+                   f"max {a.max_ms:7.1f} vs {b.max_ms:7.1f} ms")
     return "\n".join(out)

@@ -148,9 +148,10 @@ def start_servers(a: argparse.Namespace, work: Path, info: dict[str, Any], out: 
         elif name in ("bare", "bare_batch"):
             extra = ["--batch"] if name == "bare_batch" else []
             add(name, [*bare, "--port", str(port), *extra], port, "/predict", "abx", "/readyz")
-        elif name in ("abx", "abx_plain"):
-            add(name, _abx_cmd(cfg, uri, work / name, port, name == "abx"), port, "/predict",
-                "abx", "/readyz")
+        elif name in ("abx", "abx_plain", "abx_nofreeze"):
+            cmd = _abx_cmd(cfg, uri, work / name, port, micro_batch=name != "abx_plain",
+                           gc_freeze=name != "abx_nofreeze")
+            add(name, cmd, port, "/predict", "abx", "/readyz")
         elif name == "mlflow":
             add(name, [str(Path(py).parent / "mlflow"), "models", "serve", "-m", uri,
                        "--env-manager", "local", "--host", "127.0.0.1", "-p", str(port), "-w", "1"],
@@ -171,7 +172,8 @@ def start_servers(a: argparse.Namespace, work: Path, info: dict[str, Any], out: 
     return servers
 
 
-def _abx_cmd(cfg: Any, uri: str, state: Path, port: int, micro_batch: bool) -> list[str]:
+def _abx_cmd(cfg: Any, uri: str, state: Path, port: int, micro_batch: bool,
+             gc_freeze: bool = True) -> list[str]:
     """`abx serve` of the registered model as the only variant (the same model every peer gets)."""
     import yaml
 
@@ -179,7 +181,7 @@ def _abx_cmd(cfg: Any, uri: str, state: Path, port: int, micro_batch: bool) -> l
     params = cfg.model_dump(mode="json")
     params["experiment"]["state_dir"] = str(state)
     params["tracking"]["tracking_uri"] = cfg.tracking_uri  # the registry of this run
-    params["serving"].update({"port": port, "micro_batch": micro_batch,
+    params["serving"].update({"port": port, "micro_batch": micro_batch, "gc_freeze": gc_freeze,
                               "weights": {"champion": 1.0}, "admin_token": "bench"})
     path = state / "params.yaml"
     path.write_text(yaml.safe_dump(params))

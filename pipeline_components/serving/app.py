@@ -96,6 +96,7 @@ def create_app(cfg: Config, variants: Mapping[str, str] | None = None) -> FastAP
             rt.load()
             if rt.ready and s.gc_freeze:  # the loaded heap is never garbage: stop rescanning it
                 freeze_loaded_heap()
+            app.state.gc.reset()  # from here on: the pauses requests can meet
 
         threading.Thread(target=load, name="abx-load", daemon=True).start()
         try:

@@ -50,6 +50,13 @@ class GcWatch:
         self.total_ms[g] += ms
         self.max_ms[g] = max(self.max_ms[g], ms)
 
+    def reset(self) -> None:
+        """Forget what was timed so far: the app calls it once the variants are loaded, so the
+        figures are the pauses requests can meet, not the load's own (deliberate) collection."""
+        self.count = [0, 0, 0]
+        self.total_ms = [0.0, 0.0, 0.0]
+        self.max_ms = [0.0, 0.0, 0.0]
+
     def install(self) -> GcWatch:
         if self._callback not in gc.callbacks:
             gc.callbacks.append(self._callback)

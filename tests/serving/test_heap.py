@@ -18,6 +18,9 @@ def test_frozen_objects_leave_the_collectors_reach_and_pauses_are_timed() -> Non
         st = watch.status()
         assert st["collections"][0] >= 1 and st["max_pause_ms"][2] > 0.0
         assert st["frozen_objects"] == frozen
+        watch.reset()  # once loaded: only the pauses requests can meet
+        assert watch.status()["collections"] == [0, 0, 0]
+        assert watch.status()["max_pause_ms"] == [0.0, 0.0, 0.0]
     finally:
         watch.uninstall()
         gc.unfreeze()  # leave the test process as it was
