@@ -325,7 +325,7 @@ class AnalysisConfig(_Section):
     power: float = Field(0.8, gt=0.0, lt=1.0)
     mde: float = Field(0.02, gt=0.0)
     baseline_rate: float = Field(0.75, gt=0.0, lt=1.0)
-    method: Literal["msprt", "gst", "fixed"] = "msprt"
+    method: Literal["msprt", "gst", "fixed"] = "gst"  # measured choice: docs/analysis.md
     max_looks: int = Field(10, ge=1)
     gst_spending: Literal["obf", "pocock"] = "pocock"  # alpha spending of the efficacy bound
     gst_futility: Literal["none", "obf", "pocock"] = "obf"  # beta spending, non-binding
