@@ -333,6 +333,9 @@ class AnalysisConfig(_Section):
     shadow_tau: float = Field(0.02, gt=0.0)  # prior sd of the paired log-loss difference
     srm_p_threshold: float = Field(0.001, gt=0.0, lt=1.0)
     cuped: bool = True
+    # CUPED covariate: pre_period (data.covariate_column) | cupac (the champion's prediction of
+    # each unit's metric) | auto (pre_period when it matches units, else cupac)
+    cuped_covariate: Literal["auto", "pre_period", "cupac"] = "auto"
     min_units_per_arm: int = Field(100, ge=2)
     error_rate_margin: float = Field(0.01, ge=0.0)
     latency_margin_ms: float = Field(20.0, ge=0.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -29,19 +30,43 @@ from pipeline_components.config import Config
 CONTROL = CHAMPION  # the control arm of every comparison
 
 
-def attach_covariate(
-    unit_values: pd.DataFrame, covariates: pd.DataFrame | None, cfg: Config
-) -> pd.DataFrame | None:
-    """unit_values plus an ``x`` column, or None when no covariate matches any unit.
-
-    Units without a covariate get the mean of the matched ones, which leaves them unadjusted.
-    """
+def pre_period_covariates(covariates: pd.DataFrame | None, cfg: Config) -> pd.DataFrame | None:
+    """``unit_id, x`` from the caller's pre-period frame (``data.id_column``,
+    ``data.covariate_column``), or None when it is missing or lacks those columns."""
     id_col, cov_col = cfg.data.id_column, cfg.data.covariate_column
     if covariates is None or cov_col is None or not {id_col, cov_col} <= set(covariates.columns):
         return None
-    cov = covariates[[id_col, cov_col]].dropna().astype({id_col: str})
-    cov = cov.drop_duplicates(id_col).set_index(id_col)[cov_col].astype(float)
-    x = unit_values["unit_id"].map(cov)
+    cov = covariates[[id_col, cov_col]].dropna()
+    return pd.DataFrame({"unit_id": cov[id_col].astype(str).to_numpy(),
+                         "x": cov[cov_col].astype(float).to_numpy()})
+
+
+def choose_covariate(
+    cfg: Config, unit_values: pd.DataFrame, pre_period: pd.DataFrame | None,
+    cupac: Callable[[], pd.DataFrame | None],
+) -> tuple[pd.DataFrame | None, str]:
+    """The CUPED covariate per ``analysis.cuped_covariate`` and its name for the method label.
+
+    ``pre_period``: the caller's pre-experiment metric; ``cupac``: the champion's prediction
+    (``cupac.py``, built lazily: it scores every unit); ``auto``: the pre-period metric when it
+    matches units, else CUPAC when a champion scorer was given. None: no adjustment.
+    """
+    a = cfg.analysis
+    if not a.cuped:
+        return None, ""
+    if a.cuped_covariate in ("auto", "pre_period"):
+        pre = attach_covariate(unit_values, pre_period)
+        if pre is not None or a.cuped_covariate == "pre_period":
+            return pre, "cuped"
+    return attach_covariate(unit_values, cupac()), "cupac"
+
+
+def attach_covariate(unit_values: pd.DataFrame, cov: pd.DataFrame | None) -> pd.DataFrame | None:
+    """unit_values plus an ``x`` column (from ``unit_id, x`` rows), or None when fewer than two
+    units match. Units without a covariate get the mean of the matched ones (left unadjusted)."""
+    if cov is None or cov.empty:
+        return None
+    x = unit_values["unit_id"].map(cov.drop_duplicates("unit_id").set_index("unit_id")["x"])
     if x.notna().sum() < 2:
         return None
     return unit_values.assign(x=x.fillna(x.mean()))
@@ -113,14 +138,18 @@ def fixed_at_horizon(
 
 def compare_all(
     cfg: Config, unit_values: pd.DataFrame, challengers: list[str], *, look: int,
-    covariates: pd.DataFrame | None, previous_fractions: History = None,
-    max_looks: int | None = None,
+    with_x: pd.DataFrame | None = None, covariate_label: str = "cuped",
+    previous_fractions: History = None, max_looks: int | None = None,
 ) -> list[Comparison]:
-    """One Comparison per challenger against the champion, Holm-adjusted across challengers."""
+    """One Comparison per challenger against the champion, Holm-adjusted across challengers.
+
+    ``with_x``: ``unit_values`` plus the CUPED covariate ``x`` (``choose_covariate``), labelled
+    ``covariate_label`` in the method name (``gst+cuped``, ``gst+cupac``).
+    """
     clustered = "cluster" in unit_values.columns  # cluster-robust variance, no CUPED
     phased = "phase" in unit_values.columns and not clustered  # post-stratified on ramp steps
-    use_cuped = cfg.analysis.cuped and not clustered and not phased
-    with_x = attach_covariate(unit_values, covariates, cfg) if use_cuped else None
+    if clustered or phased:
+        with_x = None
     binary = (cfg.analysis.metric_type == "binary" and _is_binary(unit_values["value"])
               and not clustered and not phased)
     ctrl = unit_values[unit_values["variant"] == CONTROL]["value"]
@@ -142,7 +171,7 @@ def compare_all(
         effect = primary_test(cfg, tc, tt, binary and not use_adj, len(challengers), look,
                                 fractions_for(previous_fractions, name), name, max_looks)
         if use_adj:
-            effect = replace(effect, method=f"{effect.method}+cuped")
+            effect = replace(effect, method=f"{effect.method}+{covariate_label}")
         out.append(Comparison(variant=name, effect=effect, fixed=fixed_ref, cuped=adj))
     return holm(out, cfg.analysis.alpha, cfg.analysis.method)
 

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 
 from pipeline_components.analysis import reasons as rs
 from pipeline_components.analysis.clusters import attach_clusters, cluster_counts, unit_clusters
+from pipeline_components.analysis.cupac import Scorer, cupac_covariates
 from pipeline_components.analysis.decision import (
     Decision,
     Reason,
@@ -29,7 +30,13 @@ from pipeline_components.analysis.drift import (
     feature_drift,
     prediction_drift,
 )
-from pipeline_components.analysis.effects import CONTROL, History, compare_all
+from pipeline_components.analysis.effects import (
+    CONTROL,
+    History,
+    choose_covariate,
+    compare_all,
+    pre_period_covariates,
+)
 from pipeline_components.analysis.frames import Prepared, live_features, prepare
 from pipeline_components.analysis.guardrails import (
     GuardrailResult,
@@ -157,7 +164,7 @@ def analyze_frames(
     expected_weights: dict[str, float], look: int = 1, srm_since_ts: float | None = None,
     covariates: pd.DataFrame | None = None, reference: pd.DataFrame | None = None,
     previous_fractions: History = None, max_looks: int | None = None,
-    phase_starts: list[float] | None = None,
+    phase_starts: list[float] | None = None, champion_scorer: Scorer | None = None,
 ) -> Decision:
     """Analyse one experiment's rows and decide promote / rollback / continue.
 
@@ -165,7 +172,10 @@ def analyze_frames(
     as a dict, or one list); ``max_looks``: the caller's last look (a canary's ramp length),
     which spends all remaining alpha of a group-sequential test (default ``analysis.max_looks``);
     ``phase_starts``: when each ramp step began (two or more: the primary metric is
-    post-stratified on the step in which units arrived, and per-step effects are reported).
+    post-stratified on the step in which units arrived, and per-step effects are reported);
+    ``champion_scorer``: the champion's ``predict`` on raw feature mappings, for CUPAC
+    (``analysis.cuped_covariate``: the champion's prediction of each unit's metric from its first
+    request as the CUPED covariate, when no pre-period ``covariates`` exist).
     """
     a = cfg.analysis
     prep = prepare(predictions, feedback, a.primary_metric)
@@ -185,8 +195,12 @@ def analyze_frames(
                                a.alpha)
         if clusters is None:
             values = tag_phases(values, prep.assignment, phase_starts)
-    comparisons = compare_all(cfg, values, challengers, look=look,
-                              covariates=covariates, previous_fractions=previous_fractions,
+    with_x, label = choose_covariate(
+        cfg, values, pre_period_covariates(covariates, cfg),
+        lambda: None if champion_scorer is None else cupac_covariates(
+            prep.served, champion_scorer, a.primary_metric))
+    comparisons = compare_all(cfg, values, challengers, look=look, with_x=with_x,
+                              covariate_label=label, previous_fractions=previous_fractions,
                               max_looks=max_looks)
     drift = drift_check(cfg, prep, reference, variants, look)
     metrics = {v: variant_metrics(prep, v) for v in variants}
@@ -216,7 +230,7 @@ def analyze(
     srm_since_ts: float | None = None, covariates: pd.DataFrame | None = None,
     reference: pd.DataFrame | None = None, engine: Engine | None = None,
     previous_fractions: History = None, max_looks: int | None = None,
-    phase_starts: list[float] | None = None,
+    phase_starts: list[float] | None = None, champion_scorer: Scorer | None = None,
 ) -> Decision:
     """Read ``cfg.store_url`` for ``cfg.experiment.id`` and analyse it (see ``analyze_frames``).
 
@@ -234,7 +248,7 @@ def analyze(
     return analyze_frames(
         cfg, preds, fb, expected_weights=expected_weights, look=look, srm_since_ts=srm_since_ts,
         covariates=covariates, reference=reference, previous_fractions=previous_fractions,
-        max_looks=max_looks, phase_starts=phase_starts,
+        max_looks=max_looks, phase_starts=phase_starts, champion_scorer=champion_scorer,
     )
 
 

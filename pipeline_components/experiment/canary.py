@@ -15,11 +15,14 @@ Still inconclusive after the last step, it keeps collecting at that share for up
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pipeline_components.analysis.decision import reason_dicts
 from pipeline_components.config import Config
+
+log = logging.getLogger(__name__)
 
 BREAKER = "BREAKER"
 INCONCLUSIVE = "INCONCLUSIVE_AT_END"
@@ -77,13 +80,42 @@ def _r(code: str, message: str, blocking: bool) -> dict[str, Any]:
 
 
 def analysis_inputs(cfg: Config) -> dict[str, Any]:
-    """CUPED covariates (holdout id + pre-experiment value) and the drift reference (train)."""
+    """CUPED covariates (holdout id + pre-experiment value), the drift reference (train) and,
+    when CUPAC is wanted (``wants_cupac``), the champion's scorer."""
     from pipeline_components.features import load_split
 
     cov_col, id_col = cfg.data.covariate_column, cfg.data.id_column
     holdout = load_split(cfg, "holdout")
     covariates = holdout[[id_col, cov_col]] if cov_col and cov_col in holdout else None
-    return {"covariates": covariates, "reference": load_split(cfg, "train")}
+    scorer = champion_scorer(cfg) if wants_cupac(cfg, covariates is not None) else None
+    return {"covariates": covariates, "reference": load_split(cfg, "train"),
+            "champion_scorer": scorer}
+
+
+def wants_cupac(cfg: Config, has_pre_period: bool) -> bool:
+    """CUPAC needs the champion model: ``cuped_covariate: cupac``, or ``auto`` without a
+    pre-period covariate."""
+    a = cfg.analysis
+    return a.cuped and (a.cuped_covariate == "cupac"
+                        or (a.cuped_covariate == "auto" and not has_pre_period))
+
+
+def champion_scorer(cfg: Config) -> Callable[..., Any] | None:
+    """The champion alias's ``predict`` on raw feature mappings (the router's own loader), or
+    None with a warning when it cannot be loaded: CUPAC only narrows the interval, so a registry
+    hiccup must not stop the canary (the analysis then runs unadjusted)."""
+    from pipeline_components.serving.variants import default_variants, load_variant
+    from pipeline_components.tracking import configure_mlflow
+
+    try:
+        configure_mlflow(cfg)
+        s = cfg.serving
+        var = load_variant("champion", default_variants(cfg.registry.model_name)["champion"],
+                           frozenset(cfg.data.categorical_features), s.runtime, s.trusted_types)
+    except Exception as exc:  # registry down, no champion yet, a model that does not load
+        log.warning("CUPAC off for this look: champion not loadable: %s", exc)
+        return None
+    return var.predict
 
 
 def info_fractions(steps: list[dict[str, Any]]) -> dict[str, list[float]]:
