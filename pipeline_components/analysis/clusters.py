@@ -16,6 +16,7 @@ features), each unit takes the cluster of its first served request and:
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from pipeline_components.aliases import CHAMPION as CONTROL
@@ -37,35 +38,66 @@ def attach_clusters(unit_values: pd.DataFrame, clusters: pd.Series) -> pd.DataFr
     return unit_values.assign(cluster=label.fillna("unit:" + unit_values["unit_id"].astype(str)))
 
 
-def cluster_robust_arms(values: pd.DataFrame, name: str) -> tuple[SampleMean, SampleMean]:
+def robust_ols(
+    y: npt.NDArray, treat: npt.NDArray, x: npt.NDArray | None, groups: npt.ArrayLike
+) -> tuple[float, float, npt.NDArray, float]:
+    """OLS of y on 1, the treatment dummy [and the covariate x], cluster-robust.
+
+    Returns (beta, theta, psi, c): the treatment coefficient, the covariate's (0 without x), each
+    unit's influence on beta, psi_i = T~_i e_i / sum T~^2 (T~: the dummy residualised on 1 [and
+    x], e: the OLS residual; Frisch-Waugh-Lovell), and statsmodels' small-sample factor
+    c = G/(G-1) (N-1)/(N-K). The variance of beta is c sum_g (sum_{i in g} psi_i)^2, which is
+    ``OLS(...).fit(cov_type="cluster")``'s; with every unit its own group it is HC1's.
+    """
+    n = y.size
+    z = np.ones((n, 1)) if x is None else np.column_stack([np.ones(n), x])
+    t = treat.astype(float)
+    t_res = t - z @ np.linalg.lstsq(z, t, rcond=None)[0]
+    design = np.column_stack([np.ones(n), t] + ([] if x is None else [x]))
+    coef = np.linalg.lstsq(design, y, rcond=None)[0]
+    resid = y - design @ coef
+    psi = t_res * resid / float(np.dot(t_res, t_res))
+    g = pd.unique(np.asarray(groups)).size
+    c = g / max(g - 1, 1) * (n - 1) / (n - design.shape[1])
+    return float(coef[1]), float(coef[2]) if x is not None else 0.0, psi, c
+
+
+def cluster_robust_arms(values: pd.DataFrame, name: str, covariate: bool = False
+                        ) -> tuple[SampleMean, SampleMean]:
     """Champion and ``name`` summaries whose variance/n is the cluster-robust Var(mean).
 
-    Per arm, V_a = c sum_g (sum_{i in g, arm a} (y_i - mean_a))^2 / n_a^2; when clusters hold
+    Per arm, V_a = c sum_g (sum_{i in g, arm a} psi_i)^2 (``robust_ols``); when clusters hold
     units of both arms the two are scaled together so V_0 + V_1 is the exact sandwich (cross
     terms included), which is statsmodels' cluster-robust variance of the treatment coefficient.
+    With ``covariate`` (CUPED, column ``x``) the regression includes x and each arm's mean is
+    adjusted, mean_a - theta (mean x_a - mean x), so the difference is the OLS coefficient.
     """
+    return cluster_robust_adjusted(values, name, covariate)[1:]
+
+
+def cluster_robust_adjusted(values: pd.DataFrame, name: str, covariate: bool = True
+                            ) -> tuple[float, SampleMean, SampleMean]:
+    """theta and the two arms of ``cluster_robust_arms`` (see there)."""
     rows = values[values["variant"].isin([CONTROL, name])]
     y = rows["value"].to_numpy(dtype=float)
     treat = (rows["variant"] == name).to_numpy()
     n1, n0 = int(treat.sum()), int((~treat).sum())
-    if min(n0, n1) < 2:
-        return SampleMean.from_values(y[~treat]), SampleMean.from_values(y[treat])
-    m1, m0 = y[treat].mean(), y[~treat].mean()
-    resid = np.where(treat, y - m1, y - m0)
-    psi = np.where(treat, resid / n1, -resid / n0)
+    x = rows["x"].to_numpy(dtype=float) if covariate else None
+    if min(n0, n1) < 2 or (x is not None and not np.ptp(x) > 0):
+        return 0.0, SampleMean.from_values(y[~treat]), SampleMean.from_values(y[treat])
     groups = rows["cluster"].to_numpy()
+    _, theta, psi, c = robust_ols(y, treat, x, groups)
+    adj = y if x is None else y - theta * (x - x.mean())
     total = float(np.square(pd.Series(psi).groupby(groups).sum().to_numpy()).sum())
-    part = [float(np.square(pd.Series(resid[m]).groupby(groups[m]).sum().to_numpy()).sum()) / k**2
-            for m, k in ((~treat, n0), (treat, n1))]
-    g, n = pd.unique(groups).size, n0 + n1
-    c = g / max(g - 1, 1) * (n - 1) / (n - 2)
+    part = [float(np.square(pd.Series(psi[m]).groupby(groups[m]).sum().to_numpy()).sum())
+            for m in (~treat, treat)]
     scale = total / sum(part) if sum(part) > 0 else 1.0
     out = []
     for m, k, v in ((~treat, n0, part[0]), (treat, n1, part[1])):
-        arm = y[m]
+        arm = adj[m]
         out.append(SampleMean(k, float(arm.sum()), float(np.square(arm).sum()),
                               centered_ss=c * scale * v * k * (k - 1)))
-    return out[0], out[1]
+    return theta, out[0], out[1]
 
 
 def cluster_counts(values: pd.DataFrame) -> dict[str, int] | None:

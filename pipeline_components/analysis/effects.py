@@ -11,7 +11,7 @@ from statsmodels.stats.multitest import multipletests
 
 from pipeline_components.aliases import CHAMPION
 from pipeline_components.analysis import codes
-from pipeline_components.analysis.clusters import cluster_robust_arms
+from pipeline_components.analysis.clusters import cluster_robust_adjusted, cluster_robust_arms
 from pipeline_components.analysis.cuped import CupedResult, cuped
 from pipeline_components.analysis.decision import Comparison
 from pipeline_components.analysis.fixed import (
@@ -21,7 +21,7 @@ from pipeline_components.analysis.fixed import (
     welch_test,
 )
 from pipeline_components.analysis.gst import gst_test
-from pipeline_components.analysis.phases import stratified_arms
+from pipeline_components.analysis.phases import stratified_adjusted, stratified_arms
 from pipeline_components.analysis.planning import fixed_information
 from pipeline_components.analysis.sequential import msprt_test
 from pipeline_components.analysis.summaries import RegressionSummary, SampleMean
@@ -146,10 +146,8 @@ def compare_all(
     ``with_x``: ``unit_values`` plus the CUPED covariate ``x`` (``choose_covariate``), labelled
     ``covariate_label`` in the method name (``gst+cuped``, ``gst+cupac``).
     """
-    clustered = "cluster" in unit_values.columns  # cluster-robust variance, no CUPED
+    clustered = "cluster" in unit_values.columns  # cluster-robust variance
     phased = "phase" in unit_values.columns and not clustered  # post-stratified on ramp steps
-    if clustered or phased:
-        with_x = None
     binary = (cfg.analysis.metric_type == "binary" and _is_binary(unit_values["value"])
               and not clustered and not phased)
     ctrl = unit_values[unit_values["variant"] == CONTROL]["value"]
@@ -163,7 +161,7 @@ def compare_all(
             c, t = stratified_arms(unit_values, name)
         fixed_ref = (proportion_test if binary else welch_test)(c, t, cfg.analysis.alpha,
                                                               (CONTROL, name))
-        adj = _cuped_for(with_x, name)
+        adj = _cuped_for(with_x, name, (c, t), clustered, phased)
         tc, tt = c, t
         use_adj = adj is not None and adj.control is not None and adj.treatment is not None
         if adj is not None and adj.control is not None and adj.treatment is not None:
@@ -176,9 +174,22 @@ def compare_all(
     return holm(out, cfg.analysis.alpha, cfg.analysis.method)
 
 
-def _cuped_for(with_x: pd.DataFrame | None, name: str) -> CupedResult | None:
+def _cuped_for(with_x: pd.DataFrame | None, name: str, plain: tuple[SampleMean, SampleMean],
+               clustered: bool, phased: bool) -> CupedResult | None:
+    """CUPED of one comparison: cluster-robust with clusters, per phase with ramp phases
+    (``plain``: the unadjusted arms of the same design, for the variance reduction)."""
     if with_x is None:
         return None
+    if clustered or phased:
+        rows = with_x[with_x["variant"].isin([CONTROL, name])]
+        if min((rows["variant"] == CONTROL).sum(), (rows["variant"] == name).sum()) < 2:
+            return None
+        if not rows["x"].var() > 0:
+            return CupedResult(float("nan"), 0.0, None, None, codes.NO_COVARIATE)
+        theta, c, t = (cluster_robust_adjusted if clustered else stratified_adjusted)(rows, name)
+        before = sum(s.variance / s.n for s in plain)
+        after = c.variance / c.n + t.variance / t.n
+        return CupedResult(theta, 1.0 - after / before if before > 0 else 0.0, c, t)
     arms = []
     for v in (CONTROL, name):
         rows = with_x[with_x["variant"] == v]

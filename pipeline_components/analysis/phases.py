@@ -83,6 +83,45 @@ def tag_phases(unit_values: pd.DataFrame, assignment: pd.DataFrame,
         np.searchsorted(edges, first.to_numpy(float), side="right") - 1, 0))
 
 
+def stratified_adjusted(values: pd.DataFrame, name: str) -> tuple[float, SampleMean, SampleMean]:
+    """CUPED per phase, then post-stratified: (mean theta, champion, ``name``).
+
+    Within each phase k the effect is the OLS treatment coefficient of value ~ 1 + T + x
+    (theta_k estimated in that phase: traffic and the covariate's relation to the metric move
+    between ramp steps) with its HC1 variance (``clusters.robust_ols`` with each unit its own
+    group); each arm's phase mean is adjusted, mean_ak - theta_k (mean x_ak - mean x_k), and the
+    arms are combined with the phases' shares w_k as in ``stratified_arms``, so the difference is
+    sum_k w_k beta_k with variance sum_k w_k^2 V_k.
+    """
+    from pipeline_components.analysis.clusters import robust_ols
+
+    rows = values[values["variant"].isin([CONTROL, name])]
+    size = rows.groupby(["phase", "variant"]).size().unstack(fill_value=0)
+    keep = [k for k in size.index if min(size.loc[k].get(CONTROL, 0),
+                                         size.loc[k].get(name, 0)) >= 2]
+    if not keep:
+        return (0.0, *stratified_arms(values, name))
+    total = float(size.loc[keep].sum(axis=1).sum())
+    acc = {a: [0, 0.0, 0.0] for a in (CONTROL, name)}  # n, weighted mean, var of the mean
+    theta_w = 0.0
+    for k in keep:
+        part = rows[rows["phase"] == k]
+        y, x = part["value"].to_numpy(float), part["x"].to_numpy(float)
+        treat = (part["variant"] == name).to_numpy()
+        w = len(part) / total
+        xk = x if np.ptp(x) > 0 else None
+        _, theta, psi, cf = robust_ols(y, treat, xk, part["unit_id"].to_numpy())
+        theta_w += w * theta
+        adj = y - theta * (x - x.mean())
+        for a, m in ((CONTROL, ~treat), (name, treat)):
+            acc[a][0] += int(m.sum())
+            acc[a][1] += w * float(adj[m].mean())
+            acc[a][2] += w**2 * cf * float(np.square(psi[m]).sum())
+    out = [SampleMean(int(n), mean * n, float("nan"), centered_ss=var * n * (n - 1))
+           for n, mean, var in (acc[CONTROL], acc[name])]
+    return theta_w, out[0], out[1]
+
+
 def stratified_arms(values: pd.DataFrame, name: str) -> tuple[SampleMean, SampleMean]:
     """Champion and ``name`` summaries post-stratified on the phase: each arm's mean is
     sum_k w_k mean_{arm,k} with the phases' shares w_k of all units (both arms), and its
