@@ -8,12 +8,15 @@ features), each unit takes the cluster of its first served request and:
 * the variance of the difference of means is the cluster-robust sandwich of the OLS regression
   of the metric on a treatment dummy, with statsmodels' small-sample factor
   G/(G-1) (N-1)/(N-2) (``cov_type="cluster"``), built into per-arm ``SampleMean`` summaries so
-  every test (fixed, mSPRT, gst) runs on them unchanged;
+  every test (fixed, mSPRT, gst) runs on them unchanged, the Welch t with G - 1 degrees of
+  freedom (statsmodels' cluster-robust ``use_t``), not the units';
 * SRM counts clusters, not units, when every cluster sits in one variant (cluster-randomised);
 * ``planning.plan(design_effect=1 + (m - 1) ICC)`` sizes the design.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import numpy.typing as npt
@@ -83,9 +86,11 @@ def cluster_robust_adjusted(values: pd.DataFrame, name: str, covariate: bool = T
     treat = (rows["variant"] == name).to_numpy()
     n1, n0 = int(treat.sum()), int((~treat).sum())
     x = rows["x"].to_numpy(dtype=float) if covariate else None
-    if min(n0, n1) < 2 or (x is not None and not np.ptp(x) > 0):
-        return 0.0, SampleMean.from_values(y[~treat]), SampleMean.from_values(y[treat])
     groups = rows["cluster"].to_numpy()
+    g = int(pd.unique(groups).size)
+    if min(n0, n1) < 2 or (x is not None and not np.ptp(x) > 0):
+        return (0.0, replace(SampleMean.from_values(y[~treat]), clusters=g),
+                replace(SampleMean.from_values(y[treat]), clusters=g))
     _, theta, psi, c = robust_ols(y, treat, x, groups)
     adj = y if x is None else y - theta * (x - x.mean())
     total = float(np.square(pd.Series(psi).groupby(groups).sum().to_numpy()).sum())
@@ -96,7 +101,7 @@ def cluster_robust_adjusted(values: pd.DataFrame, name: str, covariate: bool = T
     for m, k, v in ((~treat, n0, part[0]), (treat, n1, part[1])):
         arm = adj[m]
         out.append(SampleMean(k, float(arm.sum()), float(np.square(arm).sum()),
-                              centered_ss=c * scale * v * k * (k - 1)))
+                              centered_ss=c * scale * v * k * (k - 1), clusters=g))
     return theta, out[0], out[1]
 
 

@@ -142,14 +142,23 @@ def welch_test(
     control: SampleMean, treatment: SampleMean, alpha: float = 0.05,
     names: tuple[str, str] = ("champion", "challenger"),
 ) -> EffectResult:
-    """Two-sided Welch t-test of mean(treatment) - mean(control) with a t interval."""
+    """Two-sided Welch t-test of mean(treatment) - mean(control) with a t interval.
+
+    Cluster-robust summaries (``SampleMean.clusters`` = G) take G - 1 degrees of freedom: the
+    variance is estimated from G cluster sums, however many units they hold.
+    """
     res = base_result("welch", control, treatment, alpha, names)
     reason = unanalysable(control, treatment)
     if reason:
         return _replace(res, reason=reason)
     v0, v1 = arm_variances(control, treatment)
     var = v0 + v1
-    if control.variance + treatment.variance > 0:
+    clusters = control.clusters or treatment.clusters
+    if clusters and var > 0:  # cluster-robust: t with G - 1 df, as statsmodels' use_t
+        dof = max(clusters - 1.0, 1.0)
+        t_stat = (treatment.mean - control.mean) / math.sqrt(var)
+        p = 2 * stats.t.sf(abs(t_stat), dof)
+    elif control.variance + treatment.variance > 0:
         dof = var**2 / (v1**2 / (treatment.n - 1) + v0**2 / (control.n - 1))
         t_stat, p = stats.ttest_ind_from_stats(
             treatment.mean, math.sqrt(treatment.variance), treatment.n,

@@ -21,12 +21,15 @@ class SampleMean:
     ``centered_ss`` (the sum of squared deviations from the mean), when known, gives the variance
     without the cancellation of sum_squares - sum^2/n, which loses every digit once the mean is
     large against the spread (1e8 + N(0, 1) has sum_squares ~ 1e19 for a variance of 1).
+    ``clusters`` (G, both arms together) marks a cluster-robust summary: its t reference has
+    G - 1 degrees of freedom, as statsmodels' cluster-robust inference uses, not the units'.
     """
 
     n: int
     sum: float
     sum_squares: float
     centered_ss: float | None = None
+    clusters: int | None = None  # clusters of the comparison (cluster-robust): t df = G - 1
 
     @classmethod
     def from_values(cls, values: npt.ArrayLike) -> SampleMean:

@@ -87,3 +87,22 @@ def test_unit_randomised_log_is_unchanged_without_clusters(cfg_with: Callable[..
     cfg = cfg_with()
     a = analyze_frames(cfg, log.predictions, log.feedback, expected_weights=HALF)
     assert a.comparisons[0].effect.method == cfg.analysis.method  # no cluster column, no CUPED
+
+
+@pytest.mark.parametrize("covariate", [False, True])
+def test_clustered_welch_takes_cluster_degrees_of_freedom(covariate: bool) -> None:
+    # 12 regions: statsmodels' cluster-robust t has G - 1 = 11 df, not the ~1,000 units' Welch df
+    from pipeline_components.analysis.clusters import cluster_robust_adjusted
+    from pipeline_components.analysis.fixed import welch_test
+
+    df = _cluster_frame(3, n_clusters=12)
+    df = df.assign(x=df["value"] * 0.5 + np.random.default_rng(4).normal(0, 1, len(df)))
+    _, c, t = cluster_robust_adjusted(df, "challenger", covariate=covariate)
+    res = welch_test(c, t, 0.05)
+    cols = [np.ones(len(df)), (df["variant"] == "challenger").astype(float).to_numpy()]
+    design = np.column_stack(cols + ([df["x"].to_numpy()] if covariate else []))
+    fit = sm.OLS(df["value"].to_numpy(), design).fit(
+        cov_type="cluster", cov_kwds={"groups": df["cluster"].astype(int)}, use_t=True)
+    assert res.details["df"] == 11
+    assert res.p_value == pytest.approx(fit.pvalues[1], rel=1e-9)
+    assert res.ci == pytest.approx(tuple(fit.conf_int(0.05)[1]), rel=1e-9)
