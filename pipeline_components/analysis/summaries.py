@@ -52,7 +52,14 @@ class SampleMean:
 
 @dataclass(frozen=True)
 class RegressionSummary:
-    """Sums of a metric y and a pre-experiment covariate x per variant (for CUPED)."""
+    """Sums of a metric y and a pre-experiment covariate x per variant (for CUPED).
+
+    ``y_m2``, ``x_m2`` and ``xy_m2`` are the centred second moments (sum (y - mean y)^2, sum
+    (x - mean x)^2, sum (x - mean x)(y - mean y)); when present every variance and covariance
+    comes from them, so a metric or covariate with a large mean (1e8 + N(0, 1)) keeps its
+    digits, where sum_squares - sum^2/n cancels to 0. ``merge`` combines two summaries with the
+    pairwise (Chan et al.) update, so merged looks or arms stay centred too.
+    """
 
     n: int
     y_sum: float
@@ -60,12 +67,17 @@ class RegressionSummary:
     x_sum: float
     x_sum_squares: float
     xy_sum: float
+    y_m2: float | None = None
+    x_m2: float | None = None
+    xy_m2: float | None = None
 
     @classmethod
     def from_values(cls, y: npt.ArrayLike, x: npt.ArrayLike) -> RegressionSummary:
         ya, xa = np.asarray(y, dtype=float), np.asarray(x, dtype=float)
         if ya.shape != xa.shape:
             raise ValueError(f"y and x differ in shape: {ya.shape} vs {xa.shape}")
+        dy = ya - ya.mean() if ya.size else ya
+        dx = xa - xa.mean() if xa.size else xa
         return cls(
             n=int(ya.size),
             y_sum=float(ya.sum()),
@@ -73,22 +85,50 @@ class RegressionSummary:
             x_sum=float(xa.sum()),
             x_sum_squares=float(np.square(xa).sum()),
             xy_sum=float((xa * ya).sum()),
+            y_m2=float(np.square(dy).sum()),
+            x_m2=float(np.square(dx).sum()),
+            xy_m2=float((dx * dy).sum()),
         )
 
     @property
+    def centred(self) -> tuple[float, float, float]:
+        """(sum (y - ybar)^2, sum (x - xbar)^2, sum (x - xbar)(y - ybar)); from the raw sums
+        (cancellation-prone) only when the summary was built without them."""
+        if self.y_m2 is not None and self.x_m2 is not None and self.xy_m2 is not None:
+            return self.y_m2, self.x_m2, self.xy_m2
+        n = self.n or 1
+        return (self.y_sum_squares - self.y_sum**2 / n, self.x_sum_squares - self.x_sum**2 / n,
+                self.xy_sum - self.x_sum * self.y_sum / n)
+
+    def merge(self, other: RegressionSummary) -> RegressionSummary:
+        """The summary of both samples together (pairwise update of the centred moments)."""
+        n = self.n + other.n
+        if not self.n or not other.n:
+            return self if other.n == 0 else other
+        (ya, xa, ca), (yb, xb, cb) = self.centred, other.centred
+        dy = other.y_sum / other.n - self.y_sum / self.n
+        dx = other.x_sum / other.n - self.x_sum / self.n
+        f = self.n * other.n / n
+        return RegressionSummary(
+            n, self.y_sum + other.y_sum, self.y_sum_squares + other.y_sum_squares,
+            self.x_sum + other.x_sum, self.x_sum_squares + other.x_sum_squares,
+            self.xy_sum + other.xy_sum, ya + yb + dy * dy * f, xa + xb + dx * dx * f,
+            ca + cb + dx * dy * f)
+
+    @property
     def y(self) -> SampleMean:
-        return SampleMean(self.n, self.y_sum, self.y_sum_squares)
+        return SampleMean(self.n, self.y_sum, self.y_sum_squares, centered_ss=self.centred[0])
 
     @property
     def x(self) -> SampleMean:
-        return SampleMean(self.n, self.x_sum, self.x_sum_squares)
+        return SampleMean(self.n, self.x_sum, self.x_sum_squares, centered_ss=self.centred[1])
 
     @property
     def covariance(self) -> float:
         """Sample covariance of x and y (ddof=1)."""
         if self.n < 2:
             return float("nan")
-        return (self.xy_sum - self.x_sum * self.y_sum / self.n) / (self.n - 1)
+        return self.centred[2] / (self.n - 1)
 
 
 def sample_variance(n: npt.ArrayLike, s: npt.ArrayLike, ss: npt.ArrayLike) -> npt.NDArray:

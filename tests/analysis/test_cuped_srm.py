@@ -67,3 +67,34 @@ def test_srm_edge_cases() -> None:
     assert stray.mismatch and stray.unexpected == ["ghost"]
     solo = srm_test({"champion": 50}, {"champion": 1.0, "challenger": 0.0}, 0.001)
     assert not solo.mismatch and solo.p_value == 1.0
+
+
+def test_regression_summary_keeps_its_digits_at_large_means() -> None:
+    # y = 1e8 + N(0, 1), x = 1e8 + (y - 1e8)/2 + N(0, 1): raw sums of squares ~1e20 cancel to 0
+    rng = np.random.default_rng(8)
+    arms = []
+    for lift in (0.0, 0.1):
+        e = rng.normal(0.0, 1.0, 4000)
+        y, x = 1e8 + e + lift, 1e8 + e / 2 + rng.normal(0.0, 1.0, 4000)
+        arms.append((y, x))
+    s = RegressionSummary.from_values(*arms[0])
+    y0, x0 = arms[0]
+    assert s.y.variance == pytest.approx(np.var(y0 - 1e8, ddof=1), rel=1e-6)
+    assert s.covariance == pytest.approx(np.cov(x0 - 1e8, y0 - 1e8)[0, 1], rel=1e-6)
+    big = cuped(*(RegressionSummary.from_values(y, x) for y, x in arms))
+    small = cuped(*(RegressionSummary.from_values(y - 1e8, x - 1e8) for y, x in arms))
+    assert big.theta == pytest.approx(small.theta, rel=1e-6)
+    assert big.variance_reduction == pytest.approx(small.variance_reduction, rel=1e-5)
+    assert big.variance_reduction > 0.1
+    assert big.control is not None and small.control is not None
+    assert big.control.variance == pytest.approx(small.control.variance, rel=1e-6)
+
+
+def test_regression_summaries_merge_like_the_pooled_sample() -> None:
+    rng = np.random.default_rng(9)
+    y, x = 1e8 + rng.normal(0, 1, 3000), 5e7 + rng.normal(0, 1, 3000)
+    merged = RegressionSummary.from_values(y[:1000], x[:1000]).merge(
+        RegressionSummary.from_values(y[1000:], x[1000:]))
+    whole = RegressionSummary.from_values(y, x)
+    assert merged.n == whole.n
+    np.testing.assert_allclose(merged.centred, whole.centred, rtol=1e-9)
