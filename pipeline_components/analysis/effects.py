@@ -26,6 +26,7 @@ from pipeline_components.analysis.planning import fixed_information
 from pipeline_components.analysis.sequential import msprt_test
 from pipeline_components.analysis.summaries import RegressionSummary, SampleMean
 from pipeline_components.config import Config
+from pipeline_components.errors import AnalysisError
 
 CONTROL = CHAMPION  # the control arm of every comparison
 
@@ -106,6 +107,11 @@ def primary_test(
     if a.method == "msprt":
         return msprt_test(c, t, a.alpha, (a.msprt_tau or a.mde) ** 2, names)
     if a.method == "gst":
+        if previous_fractions is None and look > 1:
+            raise AnalysisError(
+                f"analysis.method=gst at look {look}: the information fractions of the earlier "
+                "looks are needed (previous_fractions, which the canary records; "
+                "`abx analyze --previous-fractions`); equally spaced looks are not assumed")
         return gst_test(
             c, t, alpha=a.alpha / m, power=a.power,
             fixed_info=fixed_information(a.mde, a.alpha / m, a.power), look=look,

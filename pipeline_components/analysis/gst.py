@@ -125,8 +125,9 @@ def gst_test(
     Information is 1/Var(difference), so the same code serves rates and means and any allocation
     ratio. The maximum information is the fixed design's ``fixed_info`` times the inflation factor
     that keeps ``power`` with ``max_looks`` looks. Earlier looks are taken at
-    ``previous_fractions`` as recorded (default: equally spaced up to now, which is only right
-    for equally spaced looks); this look at its observed fraction. The look is final when the
+    ``previous_fractions`` as recorded, required after the first look (a guess of equally spaced
+    looks would over-spend alpha when they bunch late: ValueError); this look at its observed
+    fraction. The look is final when the
     planned information is reached, ``look >= max_looks`` or ``final`` says so; it then spends all
     remaining alpha. The interval is the repeated confidence interval lift +- c_k sqrt(V), valid at
     every look, and the p-value the repeated p-value (``repeated_p=False``: the fixed-horizon
@@ -145,10 +146,12 @@ def gst_test(
         infl = inflation_factor(max_looks, alpha, power, kind)
     observed = information(control, treatment) / (infl * fixed_info)
     is_final = bool(observed >= 1.0 or look >= max_looks or final)
-    recorded = previous_fractions
-    if recorded is None:
-        recorded = [min(observed, 1.0) * j / look for j in range(1, look)]
-    prev, t = monotone_fractions(recorded, observed)
+    if previous_fractions is None and look > 1:
+        raise ValueError(
+            f"gst_test look={look}: previous_fractions (the information fractions observed at "
+            f"looks 1..{look - 1}, as each look's details['info_fraction'] records them) is "
+            "required; assuming equally spaced looks inflates alpha when looks bunch late")
+    prev, t = monotone_fractions(previous_fractions or [], observed)
     upper = boundaries([*prev, t], alpha, kind, final=is_final)
     c = float(upper[-1])
     lift = treatment.mean - control.mean

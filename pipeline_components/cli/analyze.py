@@ -155,7 +155,7 @@ def analyze_cmd(
 
     if from_ is not None:
         render_and_save(_analyze_table(params, set_, from_, unit, arm, outcome, cluster,
-                                       control, planned, look), json_path)
+                                       control, planned, look, fractions), json_path)
         return
     cfg: Config = load(params, set_)
     feats = Path(cfg.features.out_dir)
@@ -179,7 +179,7 @@ def render_and_save(decision: Decision, json_path: Path | None) -> None:
 def _analyze_table(
     params: Path, sets: list[str] | None, path: Path, unit: str | None, arm: str | None,
     outcome: str | None, cluster: str | None, control: str | None, planned: str | None,
-    look: int,
+    look: int, fractions: str | None = None,
 ) -> Decision:
     """`abx analyze --from`: the units table through the same analysis as the prediction log."""
     from pipeline_components.analysis import analyze_frames
@@ -200,7 +200,14 @@ def _analyze_table(
     shares = parse_planned(planned, [ctrl, *others]) if planned else {}
     weights = {(CONTROL if k == ctrl else k): v for k, v in shares.items()} or {
         a: 1.0 / (len(others) + 1) for a in [CONTROL, *others]}
-    return analyze_frames(cfg, preds, fb, expected_weights=weights, look=look)
+    history = None
+    if fractions is not None or (cfg.analysis.method == "gst" and look > 1):
+        if fractions is None:
+            raise ConfigError(f"--from with --look {look} and analysis.method=gst: pass "
+                              "--previous-fractions (the earlier looks' information fractions)")
+        history = look_history(cfg, look, fractions)
+    return analyze_frames(cfg, preds, fb, expected_weights=weights, look=look,
+                          previous_fractions=history)
 
 
 @app.command("plan")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 from scipy import stats
 
+from pipeline_components.analysis.fixed import EffectResult
 from pipeline_components.analysis.gst import (
     boundaries,
     gst_test,
@@ -17,6 +19,7 @@ from pipeline_components.analysis.gst import (
 )
 from pipeline_components.analysis.planning import fixed_information
 from pipeline_components.analysis.summaries import SampleMean
+from pipeline_components.config import Config
 
 
 def _arms(n: int, seed: int = 0, lift: float = 0.0) -> tuple[SampleMean, SampleMean]:
@@ -98,3 +101,28 @@ def test_gst_p_value_is_the_repeated_p_value(lift: float) -> None:
         if a < 1:
             crossed = abs(z) >= boundaries(fr, a, "pocock", final=False)[-1]
             assert crossed == (res.p_value <= a)
+
+
+def test_a_later_look_without_recorded_fractions_is_refused(
+        cfg_with: Callable[..., Config]) -> None:
+    # Equally spaced earlier looks used to be assumed: 6.1% type-I with OBF when looks bunch
+    # late. Now gst_test and the decision path refuse to guess; the first look needs nothing.
+    from pipeline_components.analysis import analyze_frames
+    from pipeline_components.analysis.testing import SimSpec, simulate_log
+    from pipeline_components.errors import AnalysisError
+
+    rng = np.random.default_rng(12)
+    c = SampleMean.from_values(rng.normal(0, 1, 300))
+    t = SampleMean.from_values(rng.normal(0, 1, 300))
+    def look(k: int, prev: list[float] | None = None) -> EffectResult:
+        return gst_test(c, t, alpha=0.05, power=0.8, fixed_info=200.0, look=k, max_looks=5,
+                        previous_fractions=prev)
+
+    with pytest.raises(ValueError, match=r"look=3: previous_fractions"):
+        look(3)
+    assert look(1).reason is None
+    assert look(3, [0.1, 0.8]).details["info_fraction"] > 0.8
+    log = simulate_log(SimSpec(n_units=600, seed=3))
+    with pytest.raises(AnalysisError, match="previous_fractions"):
+        analyze_frames(cfg_with(method="gst"), log.predictions, log.feedback,
+                       expected_weights={"champion": 0.5, "challenger": 0.5}, look=2)

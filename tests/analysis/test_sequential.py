@@ -108,7 +108,8 @@ def test_gst_test_final_look_and_repeated_interval() -> None:
     c = SampleMean.from_values(rng.normal(0, 1, 400))
     t = SampleMean.from_values(rng.normal(0, 1, 400))
     info_needed = fixed_information(0.5, 0.05, 0.8)  # tiny design: 400/arm is past the horizon
-    res = gst_test(c, t, alpha=0.05, power=0.8, fixed_info=info_needed, look=2, max_looks=10)
+    res = gst_test(c, t, alpha=0.05, power=0.8, fixed_info=info_needed, look=2, max_looks=10,
+                   previous_fractions=[0.5])
     # Over-run (6x the planned information): final, spends all alpha at the observed fraction.
     assert res.details["final"] and res.details["info_fraction"] > 1.0
     assert res.details["boundary"] == pytest.approx(

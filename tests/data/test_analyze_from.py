@@ -51,3 +51,26 @@ def test_analyze_a_units_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     code, err = _abx(monkeypatch, capsys, "analyze", "-p", str(params), "--from", str(table),
                      "--unit", "user", "--arm", "grp", "--outcome", "converted")
     assert code == 3 and "no column(s) ['grp']" in err
+
+
+def test_analyze_from_a_later_gst_look_needs_the_earlier_fractions(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    rng = np.random.default_rng(4)
+    n = 2000
+    table = tmp_path / "units.csv"
+    pd.DataFrame({"user": [f"u{i}" for i in range(n)],
+                  "group": np.where(rng.random(n) < 0.5, "control", "new"),
+                  "converted": (rng.random(n) < 0.5).astype(int)}).to_csv(table, index=False)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"experiment": {"state_dir": str(tmp_path / ".abx")},
+                                      "analysis": {"cuped": False, "method": "gst"}}))
+    base = ["analyze", "-p", str(params), "--from", str(table), "--unit", "user", "--arm",
+            "group", "--outcome", "converted", "--control", "control", "--look", "3"]
+    code, err = _abx(monkeypatch, capsys, *base)
+    assert code != 0 and "--previous-fractions" in err  # never guesses equally spaced looks
+    out = tmp_path / "d.json"
+    code, err = _abx(monkeypatch, capsys, *base, "--previous-fractions", "0.1,0.2",
+                     "--json", str(out))
+    assert code == 0, err
+    assert json.loads(out.read_text())["look"] == 3
