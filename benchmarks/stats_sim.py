@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
 
 from pipeline_components.analysis.decision import Comparison, variant_verdict
@@ -136,7 +137,9 @@ def _row(cells: list[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def report(quick: bool, seed: int, only: list[int] | None = None) -> Iterator[str]:
+def report(quick: bool, seed: int, only: list[int] | None = None,
+           scheds: list[str] | None = None, methods: list[str] | None = None) -> Iterator[str]:
+    """The table rows; ``only``/``scheds``/``methods`` restrict it (seeds do not depend on them)."""
     reps_aa, reps_h1 = (300, 100) if quick else (2000, 400)
     yield f"stats_sim: alpha={ALPHA}, power={POWER}, A/A reps={reps_aa}, H1 reps={reps_h1}"
     for si, s in enumerate(STREAMS):
@@ -149,8 +152,11 @@ def report(quick: bool, seed: int, only: list[int] | None = None) -> Iterator[st
                     "median n/n_fh @MDE", "power @2MDE", "median n/n_fh @2MDE"])
         yield _row(["---"] * 7)
         for sn, sched in schedules(n_fh).items():
+            if scheds is not None and sn not in scheds:
+                continue
             for mi, method in enumerate(METHODS):
-                if method == "gst-obf" and sn != "late5":
+                if (method == "gst-obf" and sn == "equal10") or (
+                        methods is not None and method not in methods):
                     continue
                 cfg, sd = config(s, method), seed + 1000 * si + 10 * mi
                 aa = simulate(cfg, s, sched, 0.0, reps_aa, sd)
@@ -162,6 +168,43 @@ def report(quick: bool, seed: int, only: list[int] | None = None) -> Iterator[st
                 yield _row(cells)
 
 
+def welch_check(reps: int, seed: int) -> Iterator[str]:
+    """A/A rejection of one fixed-horizon test of the revenue metric at its planned horizon,
+    equal arms vs the canary's unequal ones: Welch (what ``method: fixed`` runs), Student
+    (pooled) and the sequential tests' max(unpooled, pooled) variance with a normal reference.
+    Separates the test from the simulation: the horizon here is a fixed n, not an estimate."""
+    s = STREAMS[1]
+    n_fh = math.ceil(2 * s.sd**2 * fixed_information(s.mde, ALPHA, POWER))
+    need = fixed_information(s.mde, ALPHA, POWER)
+    yield ""
+    yield f"## fixed-horizon test alone, {s.name}, A/A at the planned horizon, {reps} reps"
+    yield _row(["arms (n0, n1)", "Welch (up / down)", "Student pooled", "max(unpooled, pooled), z"])
+    yield _row(["---"] * 4)
+    rng = np.random.default_rng(seed + 7)
+    for sn, sched in schedules(n_fh).items():
+        if sn == "late5":
+            continue
+        n0, n1 = next((a, b) for a, b in sched if 1 / (s.sd**2 * (1 / a + 1 / b)) >= need)
+        hits = np.zeros(4)
+        for _ in range(reps // 1000):
+            x0, x1 = s.draw(rng, 1000, n0, 0.0), s.draw(rng, 1000, n1, 0.0)  # type: ignore[misc]
+            d = x1.mean(1) - x0.mean(1)
+            v0, v1 = x0.var(1, ddof=1) / n0, x1.var(1, ddof=1) / n1
+            df = (v0 + v1) ** 2 / (v0**2 / (n0 - 1) + v1**2 / (n1 - 1))
+            pooled = ((n0 - 1) * v0 * n0 + (n1 - 1) * v1 * n1) / (n0 + n1 - 2) * (1 / n0 + 1 / n1)
+            tw = d / np.sqrt(v0 + v1)
+            rej_w = 2 * stats.t.sf(np.abs(tw), df) < ALPHA
+            hits += [np.sum(rej_w & (tw > 0)), np.sum(rej_w & (tw < 0)),
+                     np.sum(2 * stats.t.sf(np.abs(d / np.sqrt(pooled)), n0 + n1 - 2) < ALPHA),
+                     np.sum(2 * stats.norm.sf(np.abs(d / np.sqrt(np.maximum(v0 + v1, pooled))))
+                            < ALPHA)]
+        r = hits / (reps // 1000 * 1000)
+        hi = proportion_confint(int(hits[0] + hits[1]), reps // 1000 * 1000, 0.05, method="beta")[1]
+        yield _row([f"{sn}: ({n0}, {n1})",
+                    f"{r[0] + r[1]:.2%} (<= {hi:.2%}; {r[0]:.2%} / {r[1]:.2%})",
+                    f"{r[2]:.2%}", f"{r[3]:.2%}"])
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m benchmarks stats_sim", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="fewer replicates")
@@ -169,10 +212,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--streams", default=None,
                     help="comma-separated stream indices (0 binary, 1 revenue, 2 clustered); the "
                          "seeds do not depend on it, so parts can run in parallel processes")
+    ap.add_argument("--schedules", default=None, help="comma-separated: equal10,late5,canary5")
+    ap.add_argument("--methods", default=None, help="comma-separated: " + ",".join(METHODS))
+    ap.add_argument("--welch", type=int, default=0, metavar="REPS",
+                    help="also check the fixed-horizon test alone at its horizon (REPS A/A runs)")
     args = ap.parse_args(argv)
     only = [int(x) for x in args.streams.split(",")] if args.streams else None
+    scheds = args.schedules.split(",") if args.schedules else None
+    methods = args.methods.split(",") if args.methods else None
     t0 = time.perf_counter()
-    for line in report(args.quick, args.seed, only):
+    for line in report(args.quick, args.seed, only, scheds, methods):
+        print(line, flush=True)
+    for line in welch_check(args.welch, args.seed) if args.welch else []:
         print(line, flush=True)
     print(f"\n(stats_sim {'--quick ' if args.quick else ''}took {time.perf_counter() - t0:.0f} s)")
 
