@@ -93,3 +93,10 @@ class MissingExtraError(AbxError):
     ``abx[pipeline]``): the message names the module and the ``pip install`` that brings it."""
 
     exit_code = 12
+
+
+class StoreSchemaError(AbxError):
+    """A store's schema is not the one this abx needs (older: run ``abx db upgrade``; newer:
+    written by a newer abx). Nothing was changed."""
+
+    exit_code = 13

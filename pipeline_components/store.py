@@ -30,7 +30,6 @@ from sqlalchemy import (
     func,
     or_,
     select,
-    text,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -76,6 +75,7 @@ feedback = Table(
     Column("feedback_key", String(200), nullable=True),
     Index("ix_feedback_exp_req", "experiment_id", "request_id"),
     Index("ix_feedback_exp_unit", "experiment_id", "unit_id"),
+    Index("ux_feedback_key", "feedback_key", unique=True),
 )
 
 events = Table(
@@ -122,7 +122,23 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def make_engine(url: str) -> Engine:
-    """Create an engine for ``url`` and make sure the tables exist.
+    """An engine on the prediction store at ``url``, its schema checked (or created when empty).
+
+    A store an older abx made is refused with ``StoreSchemaError`` until ``abx db upgrade``
+    migrates it (Alembic, ``pipeline_components/migrations``).
+    """
+    from pipeline_components.migrations import STORE, ensure
+
+    engine = connect(url)
+    try:
+        ensure(engine, STORE, url)
+    except SQLAlchemyError as exc:
+        raise AnalysisError(f"prediction store {url!r} is not reachable: {exc}") from exc
+    return engine
+
+
+def connect(url: str) -> Engine:
+    """An engine on ``url`` without touching its schema (migrations and both stores use it).
 
     SQLite gets WAL (readers never block the router's writer) and a busy timeout; the parent
     folder is created. PostgreSQL URLs without a driver use psycopg 3. Errors never quote the
@@ -140,39 +156,10 @@ def make_engine(url: str) -> Engine:
             engine = create_engine(url, connect_args={"check_same_thread": False},
                                    hide_parameters=True)
             event.listen(engine, "connect", _sqlite_pragmas)
-        else:
-            engine = create_engine(url, pool_pre_ping=True, hide_parameters=True)
-        metadata.create_all(engine)
-        add_missing_columns(engine)
-        with engine.begin() as conn:  # also for stores made before the column existed
-            conn.execute(text("CREATE UNIQUE INDEX IF NOT EXISTS ux_feedback_key "
-                              "ON feedback (feedback_key)"))
+            return engine
+        return create_engine(url, pool_pre_ping=True, hide_parameters=True)
     except SQLAlchemyError as exc:
         raise AnalysisError(f"prediction store {url!r} is not reachable: {exc}") from exc
-    return engine
-
-
-def add_missing_columns(engine: Engine) -> list[str]:
-    """Additive migration: add nullable columns a newer abx defines to an existing store.
-
-    ``create_all`` creates missing tables but never alters existing ones, so a store written by an
-    older version would reject new rows. Only nullable, additive changes happen here; stored rows
-    are never rewritten. Returns the "table.column" names added.
-    """
-    from sqlalchemy import inspect
-
-    added = []
-    insp = inspect(engine)
-    for table in metadata.sorted_tables:
-        have = {c["name"] for c in insp.get_columns(table.name)}
-        for col in table.columns:
-            if col.name in have or not col.nullable:
-                continue
-            ddl = col.type.compile(dialect=engine.dialect)
-            with engine.begin() as conn:
-                conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{col.name}" {ddl}'))
-            added.append(f"{table.name}.{col.name}")
-    return added
 
 
 def insert_rows(engine: Engine, table: Table, rows: Iterable[Mapping[str, Any]]) -> int:

@@ -1,6 +1,7 @@
 """`pip install abx[serve]` alone, in a fresh venv: it resolves against constraints.txt, imports,
 and `abx endpoint serve` answers a real /predict for a real registered model over HTTP, with
-neither Airflow, DVC nor Great Expectations installed. This is what an endpoint replica (the
+neither Airflow, DVC nor Great Expectations installed; the store it creates comes from the
+migration scripts the package ships. This is what an endpoint replica (the
 container image) installs, so a serving module that imports the pipeline stack fails here."""
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from pipeline_components.extras import EXTRA_OF, missing_extra
 from pipeline_components.serving.testing import (
     TEST_CLIENT_KEY,
     TEST_DATA,
-    register_test_models,
     sample_rows,
 )
 
@@ -88,11 +88,8 @@ def _wait_ready(url: str, proc: subprocess.Popen[str], timeout_s: float = 120) -
 
 @pytest.mark.slow
 def test_endpoint_from_the_serve_extra_answers_predict_over_http(
-        serve_venv: Path, tmp_path: Path) -> None:
-    registry = tmp_path / "registry"
-    registry.mkdir()
-    versions = register_test_models(load_config(None, {**TEST_DATA,
-                                                       "experiment.state_dir": str(registry)}))
+        serve_venv: Path, registry_dir: Path, tmp_path: Path) -> None:
+    registry = registry_dir  # abx-model v1 (champion), v2 (challenger), registered here
     project = tmp_path / "project"
     project.mkdir()
     shutil.copy2(REPO / "params.yaml", project / "params.yaml")
@@ -115,7 +112,7 @@ def test_endpoint_from_the_serve_extra_answers_predict_over_http(
         assert resp.status_code == 200, resp.text
         body = resp.json()
         assert body["variant"] == "champion"
-        assert str(body["model_version"]) == versions["champion"]
+        assert str(body["model_version"]) == "1"
         assert 0.0 <= float(body["prediction"]) <= 1.0
     finally:
         proc.send_signal(signal.SIGINT)

@@ -135,11 +135,19 @@ class Snapshot:
 
 
 def make_control_engine(url: str) -> Engine:
-    """An engine on the control store (the prediction store by default) with its tables made."""
-    from pipeline_components.store import make_engine
+    """An engine on the control store (the prediction store by default), its schema checked or
+    created when empty (``pipeline_components/migrations``: refused until ``abx db upgrade``
+    when an older abx made it)."""
+    from sqlalchemy.exc import SQLAlchemyError
 
-    engine = make_engine(url)
-    control_metadata.create_all(engine)
+    from pipeline_components.migrations import CONTROL, ensure
+    from pipeline_components.store import connect
+
+    engine = connect(url)
+    try:
+        ensure(engine, CONTROL, url)
+    except SQLAlchemyError as exc:
+        raise DeploymentError(f"control store {url!r} is not reachable: {exc}") from exc
     return engine
 
 

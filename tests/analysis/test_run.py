@@ -46,13 +46,13 @@ def test_analyze_reads_the_store_like_the_frames(cfg: Config) -> None:
 
 
 @pytest.mark.postgres
-def test_analyze_on_postgresql(cfg_with: Callable[..., Config]) -> None:
+def test_analyze_on_postgresql(cfg_with: Callable[..., Config], pg_url: str) -> None:
     exp = f"pg-{uuid.uuid4().hex[:8]}"
     cfg = cfg_with()
     cfg = cfg.model_copy(update={
         "experiment": cfg.experiment.model_copy(update={"id": exp}),
         "serving": cfg.serving.model_copy(
-            update={"store_url": "postgresql://postgres@127.0.0.1:5432/test"}),
+            update={"store_url": pg_url}),
     })
     log = simulate_log(SimSpec(n_units=600), experiment_id=exp)
     _store(cfg.store_url, log)
