@@ -12,14 +12,15 @@ transaction as the rows (``store.writer_checkpoints``): replay skips what is alr
 crash between a commit and a prune never writes a row twice. Segments are pruned once committed.
 
 Layout: ``<root>/<slot>/{lock, wal.id, active, seg-<first seq>.jsonl}``. A router takes the first
-slot whose ``lock`` it can ``flock``: several local routers never share a file, and a restarted one
-picks up the slot a crashed one left behind. ``active`` exists while a router owns the slot; finding
-it at open means the previous owner did not shut down cleanly.
+slot whose ``lock`` it can hold (``filelock``, an ``flock`` the kernel drops when the holder dies):
+several local routers never share a file, and a restarted one picks up the slot a crashed one left
+behind. A file lock is right here, unlike for alias moves (``locks.py``): the spool is this
+machine's disk by design, and only processes on this machine can open it. ``active`` exists while
+a router owns the slot; finding it at open means the previous owner did not shut down cleanly.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from filelock import FileLock, Timeout
 
 from pipeline_components.errors import DeploymentError
 
@@ -57,11 +59,11 @@ def decode(line: bytes) -> Item:
 class Spool:
     """Append-only segments of sequenced rows under one locked slot directory."""
 
-    def __init__(self, slot: Path, lock_fd: int, fsync: bool, segment_bytes: int):
+    def __init__(self, slot: Path, lock: FileLock, fsync: bool, segment_bytes: int):
         self.slot = slot
         self.fsync = fsync
         self.segment_bytes = segment_bytes
-        self._lock_fd = lock_fd
+        self._lock = lock
         self._mutex = threading.Lock()
         self._fd: int | None = None
         self._active: tuple[Path, int] | None = None  # (path, first seq) of the open segment
@@ -87,13 +89,13 @@ class Spool:
         for i in range(MAX_SLOTS):
             slot = root / str(i)
             slot.mkdir(exist_ok=True, mode=0o700)
-            fd = os.open(slot / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+            # thread_local=False: the lifespan may close the spool from another thread
+            lock = FileLock(slot / "lock", mode=0o600, thread_local=False)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                os.close(fd)
+                lock.acquire(timeout=0)
+            except Timeout:
                 continue
-            return cls(slot, fd, fsync, segment_bytes)
+            return cls(slot, lock, fsync, segment_bytes)
         raise DeploymentError(f"serving.spool_dir {root}: all {MAX_SLOTS} slots are in use by "
                               "other router processes")
 
@@ -173,5 +175,4 @@ class Spool:
                 os.close(self._fd)
                 self._fd = None
         (self.slot / "active").unlink(missing_ok=True)
-        fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-        os.close(self._lock_fd)
+        self._lock.release()
