@@ -85,9 +85,9 @@ def gate_cmd(
     ] = False,
 ) -> None:
     """Offline gate: does the challenger beat the champion on the holdout by the margin?"""
-    from pipeline_components import registry
+    from pipeline_components.gate import offline_gate
 
-    res = registry.offline_gate(load(params, set_))
+    res = offline_gate(load(params, set_))
     color = "green" if res["passed"] else "yellow"
     verdict = "passed" if res["passed"] else "not passed"
     console.print(f"[{color}]gate {verdict}:[/] {res['reason']}", highlight=False)
