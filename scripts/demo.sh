@@ -64,6 +64,10 @@ run_dag() {  # $1 = experiment id, $2 = run conf JSON
   return $rc
 }
 
+# .abx survives between demos: bring its stores to this abx's schema (a no-op when they are;
+# the app itself refuses an older store rather than migrating it behind the operator's back).
+abx db upgrade >/dev/null && echo "demo: abx db upgrade (stores at this abx's schema revision)"
+
 before="$(champion)"
 stamp=$(date -u +%Y%m%dT%H%M%S)
 n_prev=$(ls "$ROOT/.abx/experiments" 2>/dev/null | grep -c '^demo-' || true)
