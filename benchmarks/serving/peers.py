@@ -6,6 +6,9 @@ project's environment, with the project's scikit-learn version (a pickled pipeli
 the version that wrote it). Each serves the same registered model, exported once as a joblib file,
 the way each peer's own documentation has a user do it: MLServer's sklearn runtime on a V2
 request decoded to a DataFrame, BentoML with a service that builds a DataFrame from JSON rows.
+The pipeline holds abx's own preprocessing steps (``pipeline_components.preprocess``: the median
+imputer and the category bucket), so each peer gets that one module on its ``PYTHONPATH``, as a
+user ships custom transformers with a model; nothing else of abx.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).parent
+PACKAGE = HERE.parents[1] / "pipeline_components"
 PINS = {
     # uvloop 0.22 made get_event_loop() raise, which kills MLServer 1.7.1's inference workers
     "mlserver": ["mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop<0.22"],
@@ -66,6 +70,16 @@ def export_model(model: Any, path: Path) -> Path:
     return path
 
 
+def model_code(work: Path) -> Path:
+    """A directory holding only ``pipeline_components/preprocess.py`` (what unpickling the
+    pipeline imports; it needs numpy, pandas and scikit-learn only), for the peers' path."""
+    d = work / "model_code" / "pipeline_components"
+    d.mkdir(parents=True, exist_ok=True)
+    for name in ("__init__.py", "preprocess.py"):
+        shutil.copy(PACKAGE / name, d / name)
+    return d.parent
+
+
 def mlserver(bin_dir: Path, work: Path, model_file: Path, port: int, ports: list[int]
              ) -> PeerServer:
     """MLServer with adaptive batching, default (one) parallel inference worker."""
@@ -80,7 +94,7 @@ def mlserver(bin_dir: Path, work: Path, model_file: Path, port: int, ports: list
         "parameters": {"uri": "./model.joblib"},
         "max_batch_size": BATCH["max_batch_size"], "max_batch_time": BATCH["max_batch_time_s"]}))
     return PeerServer("mlserver", [str(bin_dir / "mlserver"), "start", str(d)], d,
-                      _env(bin_dir), "/v2/models/abx/ready", "/v2/models/abx/infer")
+                      _env(bin_dir, work), "/v2/models/abx/ready", "/v2/models/abx/infer")
 
 
 def bentoml(bin_dir: Path, work: Path, model_file: Path, port: int) -> PeerServer:
@@ -88,17 +102,18 @@ def bentoml(bin_dir: Path, work: Path, model_file: Path, port: int) -> PeerServe
     d = work / "bentoml"
     d.mkdir(parents=True, exist_ok=True)
     shutil.copy(HERE / "peer_bentoml.py", d / "peer_bentoml.py")
-    env = {**_env(bin_dir), "ABX_PEER_MODEL": str(model_file), "BENTOML_HOME": str(d / "home"),
-           "BENTOML_DO_NOT_TRACK": "True",
+    env = {**_env(bin_dir, work), "ABX_PEER_MODEL": str(model_file),
+           "BENTOML_HOME": str(d / "home"), "BENTOML_DO_NOT_TRACK": "True",
            "ABX_PEER_MAX_BATCH": str(BATCH["max_batch_size"])}
     cmd = [str(bin_dir / "bentoml"), "serve", "peer_bentoml:AbxModel", "--host", "127.0.0.1",
            "--port", str(port)]
     return PeerServer("bentoml", cmd, d, env, "/readyz", "/predict")
 
 
-def _env(bin_dir: Path) -> dict[str, str]:
+def _env(bin_dir: Path, work: Path) -> dict[str, str]:
     return {"PATH": f"{bin_dir}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1",
-            "VIRTUAL_ENV": str(bin_dir.parent), "PYTHONUNBUFFERED": "1"}
+            "VIRTUAL_ENV": str(bin_dir.parent), "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": str(model_code(work))}
 
 
 def mlserver_body(feats: dict[str, Any]) -> dict[str, Any]:
