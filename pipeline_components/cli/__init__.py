@@ -14,7 +14,7 @@ from pipeline_components.extras import missing_extra
 
 # Importing a module registers its commands on ``app``.
 for _name in ("config_cmd", "data", "train", "serve", "analyze", "experiment", "endpoint",
-              "feedback", "image", "db"):
+              "feedback", "image", "db", "dvc_cmd"):
     try:
         __import__(f"pipeline_components.cli.{_name}")
     except ModuleNotFoundError as exc:  # a stage not built yet

@@ -17,6 +17,7 @@ import typer
 from pipeline_components.cli._app import ParamsOpt, SetOpt, app, load, project_root
 from pipeline_components.config import parse_overrides
 from pipeline_components.fileio import write_json
+from pipeline_components.stages import STAGES
 
 UrlOpt = Annotated[str | None, typer.Option("--url", help="Router URL (default: deployed one).")]
 
@@ -218,8 +219,7 @@ def _maybe(conf: dict[str, Any], name: str) -> dict[str, Any]:
     return read_state(config_for(conf), name) or {}
 
 
-RECEIPTS = {"train": "training/*.json", "register": "registry.json", "gate": "gate.json",
-            "canary": "run/canary.json", "decide": "run/decision.json", "report": "run/report.json"}
+RECEIPTS = {s.name: s.receipt for s in STAGES if s.receipt}
 
 
 @app.command("receipt")

@@ -1,0 +1,71 @@
+"""The stage definition: dvc.yaml is generated from it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline_components.cli import main
+from pipeline_components.experiment import tasks
+from pipeline_components.stages import STAGES, STEPS, dvc_yaml, stage
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_committed_dvc_yaml_is_generated_from_the_stages() -> None:
+    # fails when stages.py changed without `abx dvc generate` (or dvc.yaml was edited by hand)
+    assert (REPO / "dvc.yaml").read_text() == dvc_yaml()
+
+
+def _abx(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
+    monkeypatch.setattr(sys, "argv", ["abx", *args])
+    try:
+        main()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def test_abx_dvc_generate_check_fails_on_a_stale_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "dvc.yaml"
+    out.write_text(dvc_yaml().replace("abx features", "abx features --old"))
+    assert _abx(monkeypatch, "dvc", "generate", "--out", str(out), "--check") == 1
+    assert "--old" in out.read_text()  # --check writes nothing
+    assert _abx(monkeypatch, "dvc", "generate", "--out", str(out)) == 0
+    assert out.read_text() == dvc_yaml()
+    assert _abx(monkeypatch, "dvc", "generate", "--out", str(out), "--check") == 0
+
+
+def test_generated_stages_read_their_upstream_outputs() -> None:
+    got = yaml.safe_load(dvc_yaml())["stages"]
+    assert list(got) == [s.name for s in STAGES]
+    assert got["features"]["deps"] == ["pipeline_components/features.py",
+                                       "pipeline_components/data.py", "${data.raw_path}",
+                                       "${validation.report_path}"]
+    assert got["gate"]["cmd"] == "abx gate && abx receipt gate"
+    assert got["gate"]["outs"] == [{"runs/${experiment.id}/gate.json": {"cache": False}}]
+    assert got["canary"]["deps"][-1] == "runs/${experiment.id}/gate.json"
+
+
+def test_steps_are_ordered_and_callable() -> None:
+    names = [s.name for s in STEPS]
+    assert len(set(names)) == len(names)
+    for i, st in enumerate(STEPS):
+        assert set(st.upstream) <= set(names[:i]), st.name  # walkable in order
+        assert callable(getattr(tasks, st.func)) and callable(getattr(tasks, st.poke or st.func))
+
+
+def test_every_step_belongs_to_one_dvc_stage() -> None:
+    # in order, except that `dvc repro` detaches (cleanup) in the canary stage, before the
+    # decide stage promotes or rolls back: stages exchange files, so nothing stays attached
+    covered = [n for s in STAGES for n in s.steps]
+    names = [s.name for s in STEPS]
+    assert [n for n in covered if n != "cleanup"] == [n for n in names if n != "cleanup"]
+    assert sorted(covered) == sorted(names)
+    for s in STAGES:
+        assert all(STAGES.index(stage(n)) < STAGES.index(s) for n in s.needs), s.name
