@@ -1,15 +1,17 @@
-"""The stage definition: dvc.yaml is generated from it."""
+"""The stage definition: dvc.yaml is generated from it, and ``abx run`` walks it like Airflow."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from pipeline_components.cli import main
 from pipeline_components.experiment import tasks
+from pipeline_components.experiment.run import run_steps
 from pipeline_components.stages import STAGES, STEPS, dvc_yaml, stage
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,3 +71,49 @@ def test_every_step_belongs_to_one_dvc_stage() -> None:
     assert sorted(covered) == sorted(names)
     for s in STAGES:
         assert all(STAGES.index(stage(n)) < STAGES.index(s) for n in s.needs), s.name
+
+
+class Recorder:
+    """Stand-ins for ``experiment.tasks``: record the calls, answer like the real branches."""
+
+    def __init__(self, *, passed: bool, action: str = "promote", fail: str = "") -> None:
+        self.calls: list[str] = []
+        self.passed, self.action, self.fail = passed, action, fail
+
+    def __getattr__(self, name: str) -> Any:
+        def fn(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append(name + (f"[{kwargs['family']}]" if "family" in kwargs else ""))
+            if name == self.fail:
+                raise RuntimeError(name)
+            if name == "route_after_gate":
+                return getattr(tasks, name)({"passed": self.passed})
+            if name == "route_decision":
+                return getattr(tasks, name)({"action": self.action})
+            return ["a", "b"] if name == "families" else {"from": name}
+
+        return fn
+
+
+def test_run_walks_the_steps_with_airflows_rules() -> None:
+    # bootstrap / gate said no: no deploy, no teardown (its setup was skipped), then the report
+    rec = Recorder(passed=False)
+    run_steps({}, funcs=rec)
+    assert rec.calls == ["data", "validate", "features", "families", "train[a]", "train[b]",
+                         "register", "gate", "route_after_gate", "no_canary", "report"]
+    # a canary that rolls back: promote skipped, cleanup after the rollback, then the report
+    rec = Recorder(passed=True, action="rollback")
+    done = run_steps({}, funcs=rec)
+    assert rec.calls[-7:] == ["deploy", "canary", "decide", "route_decision", "rollback",
+                              "cleanup", "report"]
+    assert "promote" not in done and "no_canary" not in done
+
+
+def test_a_failed_step_still_runs_the_teardown_and_nothing_after() -> None:
+    rec = Recorder(passed=True, fail="canary")
+    with pytest.raises(RuntimeError, match="canary"):
+        run_steps({}, funcs=rec)
+    assert rec.calls[-3:] == ["deploy", "canary", "cleanup"]
+    rec = Recorder(passed=True, fail="features")  # before the setup: no teardown
+    with pytest.raises(RuntimeError, match="features"):
+        run_steps({}, funcs=rec)
+    assert rec.calls[-1] == "features"

@@ -100,7 +100,7 @@ def canary_cmd(
 
     conf = _conf(params, set_)
     if deploy:
-        _print(canary_stage(conf, apply=False))
+        _print(canary_stage(conf))
     else:
         _print(tasks.canary(conf, _stored(conf, "deployment")))
 

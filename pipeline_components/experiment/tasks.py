@@ -111,15 +111,22 @@ def route_after_gate(gate_result: Mapping[str, Any]) -> str:
 
 @announced
 def no_canary(conf: Conf, gate_result: Mapping[str, Any]) -> dict[str, Any]:
-    """End without a canary: bootstrap (nothing to compare) or the gate said no."""
+    """End without a canary: bootstrap (nothing to compare) or the gate said no.
+
+    Stores an empty canary and a decision naming why (``BOOTSTRAP`` or ``OFFLINE_GATE``), so the
+    report says it and every driver leaves the same files (``dvc repro`` tracks them).
+    """
     from pipeline_components.experiment.promotion import rollback
 
     cfg = config_for(conf)
     out: dict[str, Any] = {"action": "none", "reason": gate_result.get("reason")}
+    code = "BOOTSTRAP" if gate_result.get("bootstrap") else "OFFLINE_GATE"
+    reasons = [{"code": code, "message": str(gate_result.get("reason")), "blocking": True}]
     if not gate_result.get("bootstrap") and gate_result.get("challenger"):
-        reasons = [{"code": "OFFLINE_GATE", "message": str(gate_result.get("reason")),
-                    "blocking": True}]
         out["rollback"] = rollback(cfg, gate_result["challenger"], reasons=reasons)
+    write_state(cfg, "canary", {"finished": True, "steps": [], "stopped": "no_canary",
+                                "decision": None})
+    write_state(cfg, "decision", {"action": "none", "reasons": reasons})
     write_state(cfg, "outcome", out)
     return out
 
