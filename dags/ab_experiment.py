@@ -15,6 +15,9 @@ One DAG run is one experiment (its id is derived from the run id). The chain:
 4. **cleanup** (teardown: detaches from the endpoint even when a step failed; stops it only if this
    run started it) -> **report** (HTML + Markdown, logged to MLflow).
 
+The tasks and their order come from `pipeline_components/stages.py` (`STEPS`), the same
+definition `abx run` walks and `dvc.yaml` is generated from; this file only wires it.
+
 The trigger form overrides params.yaml for this run; empty fields keep the params.yaml value.
 `overrides` takes any dotted key, e.g. `{"training.cv_folds": 2}`.
 
@@ -34,6 +37,9 @@ from typing import Any, TypeVar
 
 import yaml
 from airflow.sdk import Asset, CronTriggerTimetable, Param, PokeReturnValue, dag, task
+
+from pipeline_components.stages import STEPS, Step
+from pipeline_components.stages import step as stage_step
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -134,6 +140,41 @@ PARAMS = {
 }
 
 
+ASSETS = {"data": DATA_ASSET, "champion": CHAMPION_ASSET}
+
+
+def step_task(step: Step) -> Any:
+    """The Airflow task of one step of ``pipeline_components.stages``: its body is one call.
+
+    Every task takes the run's conf (``exp``) and ``inputs``, the results of the steps it needs by
+    name (XComs); a mapped step also gets ``item``. Non-retryable abx errors fail at once, except
+    in the teardown, which retries whatever went wrong.
+    """
+
+    def body(exp: dict, inputs: dict[str, Any], item: Any = None) -> Any:
+        from pipeline_components.experiment import tasks
+
+        args = [inputs[name] for name in step.inputs]
+        if step.kind == "branch":
+            return getattr(tasks, step.func)(*args)
+        if step.kind == "sensor":
+            result = getattr(tasks, step.poke or step.func)(exp, *args)
+            return PokeReturnValue(is_done=result is not None, xcom_value=result)
+        extra = {step.map_arg: item} if step.map_over else {}
+        return getattr(tasks, step.func)(exp, *args, **extra)
+
+    body.__name__ = body.__qualname__ = step.name
+    fn = body if step.kind == "teardown" else fail_fast(body)
+    if step.kind == "branch":
+        return task.branch(task_id=step.name)(fn)
+    if step.kind == "sensor":
+        return task.sensor(task_id=step.name, poke_interval=POKE_S, timeout=timedelta(days=30),
+                           mode="reschedule")(fn)
+    return task(task_id=step.name, trigger_rule=step.trigger_rule,
+                outlets=[ASSETS[step.asset]] if step.asset else [],
+                map_index_template="{{ task.op_kwargs['item'] }}" if step.map_over else None)(fn)
+
+
 @dag(
     dag_id="ab_experiment",
     schedule=SCHEDULE,
@@ -152,136 +193,20 @@ def ab_experiment() -> None:
 
         return conf_from_form(PARAMS_PATH, params or {}, str(run_id))
 
-    @task
-    @fail_fast
-    def data(exp: dict) -> dict:
-        from pipeline_components.experiment import tasks
-
-        return tasks.data(exp)
-
-    @task
-    @fail_fast
-    def validate(exp: dict, _data: dict) -> dict:
-        from pipeline_components.experiment import tasks
-
-        return tasks.validate(exp)
-
-    @task(outlets=[DATA_ASSET])
-    @fail_fast
-    def features(exp: dict, _valid: dict) -> dict:
-        from pipeline_components.experiment import tasks
-
-        return tasks.features(exp)
-
-    @task
-    @fail_fast
-    def families(exp: dict, _feats: dict) -> list[str]:
-        from pipeline_components.experiment import tasks
-
-        return tasks.families(exp)
-
-    @task(map_index_template="{{ task.op_kwargs['family'] }}")
-    @fail_fast
-    def train(exp: dict, family: str) -> dict:
-        from pipeline_components.experiment import tasks
-
-        return tasks.train(exp, family)
-
-    @task
-    @fail_fast
-    def register(exp: dict, results: list[dict]) -> dict:
-        from pipeline_components.experiment import tasks
-
-        return tasks.register(exp, list(results))
-
-    @task
-    @fail_fast
-    def gate(exp: dict, registered: dict) -> dict:
-        from pipeline_components.experiment import tasks
-
-        return tasks.gate(exp, registered)
-
-    @task.branch
-    def route_gate(gate_result: dict) -> str:
-        from pipeline_components.experiment import tasks
-
-        return tasks.route_after_gate(gate_result)
-
-    @task
-    @fail_fast
-    def no_canary(exp: dict, gate_result: dict) -> dict:
-        from pipeline_components.experiment import tasks
-
-        return tasks.no_canary(exp, gate_result)
-
-    @task
-    @fail_fast
-    def deploy_canary(exp: dict) -> dict:
-        from pipeline_components.experiment import tasks
-
-        return tasks.deploy(exp)
-
-    @task.sensor(poke_interval=POKE_S, timeout=timedelta(days=30), mode="reschedule")
-    @fail_fast
-    def canary(exp: dict, deployment: dict) -> PokeReturnValue:
-        from pipeline_components.experiment import tasks
-
-        result = tasks.canary_poke(exp, deployment)
-        return PokeReturnValue(is_done=result is not None, xcom_value=result)
-
-    @task
-    @fail_fast
-    def decide(exp: dict, canary_result: dict) -> dict:
-        from pipeline_components.experiment import tasks
-
-        return tasks.decide(exp, canary_result)
-
-    @task.branch
-    def route_decision(decision: dict) -> str:
-        from pipeline_components.experiment import tasks
-
-        return tasks.route_decision(decision)
-
-    @task(outlets=[CHAMPION_ASSET])
-    @fail_fast
-    def promote(exp: dict, decision: dict, deployment: dict) -> dict:
-        from pipeline_components.experiment import tasks
-
-        return tasks.promote(exp, decision, deployment)
-
-    @task
-    @fail_fast
-    def rollback(exp: dict, decision: dict, deployment: dict) -> dict:
-        from pipeline_components.experiment import tasks
-
-        return tasks.rollback(exp, decision, deployment)
-
-    @task
-    def cleanup(exp: dict, deployment: dict) -> dict:
-        from pipeline_components.experiment import tasks
-
-        return tasks.cleanup(exp, deployment)
-
-    @task(trigger_rule="none_failed_min_one_success")
-    @fail_fast
-    def report(exp: dict) -> dict:
-        from pipeline_components.experiment import tasks
-
-        return tasks.report(exp)
-
     exp = resolve()
-    feats = features(exp, validate(exp, data(exp)))
-    trained = train.partial(exp=exp).expand(family=families(exp, feats))
-    gate_result = gate(exp, register(exp, trained))
-    skipped = no_canary(exp, gate_result)
-    dep = deploy_canary(exp)
-    route_gate(gate_result) >> [dep, skipped]
-    decision = decide(exp, canary(exp, dep))
-    promoted, rolled_back = promote(exp, decision, dep), rollback(exp, decision, dep)
-    route_decision(decision) >> [promoted, rolled_back]
-    teardown = cleanup(exp, dep).as_teardown(setups=dep)
-    [promoted, rolled_back] >> teardown
-    [promoted, rolled_back, skipped, teardown] >> report(exp)
+    out: dict[str, Any] = {}  # step name -> its task's output
+    for step in STEPS:  # in order: every step's upstream is already wired
+        make = step_task(step)
+        inputs = {name: out[name] for name in step.inputs}
+        if step.map_over:
+            out[step.name] = make.partial(exp=exp, inputs=inputs).expand(item=out[step.map_over])
+        else:
+            out[step.name] = make(exp, inputs)
+        if step.kind == "teardown":
+            setups = [out[n] for n in step.inputs if stage_step(n).kind == "setup"]
+            out[step.name] = out[step.name].as_teardown(setups=setups)
+        for name in step.after:
+            out[name] >> out[step.name]
 
 
 ab_experiment()
