@@ -50,6 +50,20 @@ def test_structure(dag: Any) -> None:
     assert set(dag.task_dict["route_gate"].downstream_task_ids) == {"deploy_canary", "no_canary"}
 
 
+def test_tasks_are_the_steps_of_the_stage_definition(dag: Any) -> None:
+    from pipeline_components.stages import STEPS
+
+    assert set(dag.task_dict) == {"resolve"} | {s.name for s in STEPS}
+    for step in STEPS:
+        t = dag.task_dict[step.name]
+        assert t.upstream_task_ids == {"resolve", *step.upstream}, step.name
+        assert t.is_setup == (step.kind == "setup") and t.is_teardown == (step.kind == "teardown")
+        assert ("Branch" in type(t).__name__) == (step.kind == "branch"), step.name
+        assert (getattr(t, "mode", None) == "reschedule") == (step.kind == "sensor"), step.name
+        if step.kind != "teardown":  # Airflow gives a teardown its own rule
+            assert str(t.trigger_rule).rsplit(".", 1)[-1].lower() == step.trigger_rule
+
+
 def test_every_task_retries(dag: Any) -> None:
     assert {t.task_id: t.retries for t in dag.tasks if t.retries < 1} == {}
 
