@@ -127,14 +127,9 @@ def make_engine(url: str) -> Engine:
     A store an older abx made is refused with ``StoreSchemaError`` until ``abx db upgrade``
     migrates it (Alembic, ``pipeline_components/migrations``).
     """
-    from pipeline_components.migrations import STORE, ensure
+    from pipeline_components.migrations import STORE, open_engine
 
-    engine = connect(url)
-    try:
-        ensure(engine, STORE, url)
-    except SQLAlchemyError as exc:
-        raise AnalysisError(f"prediction store {url!r} is not reachable: {exc}") from exc
-    return engine
+    return open_engine(url, STORE)
 
 
 def connect(url: str) -> Engine:

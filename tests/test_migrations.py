@@ -197,3 +197,13 @@ def test_replicas_starting_together_on_an_empty_store_create_it_once(url: str) -
     engine = connect(url)
     assert state(engine, STORE)["revision"] == head(STORE)
     assert state(engine, CONTROL)["revision"] == head(CONTROL)
+
+
+def test_an_unreachable_store_is_named_without_its_password() -> None:
+    from pipeline_components.errors import AnalysisError
+
+    url = "postgresql://postgres:secret@127.0.0.1:9/abx"  # nothing listens on port 9
+    with pytest.raises(AnalysisError, match=r"control database postgresql://postgres:\*\*\*@127"):
+        make_control_engine(url)
+    res = CliRunner().invoke(app, ["db", "current", "--set", f"serving.store_url={url}"])
+    assert isinstance(res.exception, AnalysisError) and "secret" not in str(res.exception)

@@ -7,65 +7,60 @@ commands show where each store is and bring it to this abx's revision, keeping e
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import typer
 from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline_components.cli._app import ParamsOpt, SetOpt, app, load
-from pipeline_components.errors import AbxError, AnalysisError
+from pipeline_components.errors import AnalysisError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from pipeline_components.migrations import Schema
 
 db_app = typer.Typer(help="Schema migrations of the prediction and control stores (Alembic).",
                      no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
 
-def _targets(params: Any, set_: list[str] | None) -> list[tuple[str, Any]]:
-    from pipeline_components.migrations import CONTROL, STORE
+def _each(params: Any, set_: list[str] | None,
+          step: Callable[[Engine, Schema], dict[str, Any]]) -> None:
+    """Run ``step`` on the prediction store and the control store; print one JSON list."""
+    from pipeline_components.migrations import CONTROL, STORE, safe_url
+    from pipeline_components.store import connect
 
     cfg = load(params, set_)
-    return [(cfg.store_url, STORE), (cfg.control_url, CONTROL)]
-
-
-def _unreachable(url: str, exc: Exception) -> AbxError:
-    from pipeline_components.migrations import safe_url
-
-    return AnalysisError(f"store {safe_url(url)} is not reachable: {exc}")
+    out = []
+    for url, schema in ((cfg.store_url, STORE), (cfg.control_url, CONTROL)):
+        engine = connect(url)
+        try:
+            out.append({"url": safe_url(url), **step(engine, schema)})
+        except SQLAlchemyError as exc:
+            raise AnalysisError(f"{schema.name} database {safe_url(url)} is not reachable: "
+                                f"{exc}") from exc
+        finally:
+            engine.dispose()
+    typer.echo(json.dumps(out, indent=2))
 
 
 @db_app.command("current")
 def current(params: ParamsOpt = "params.yaml", set_: SetOpt = None) -> None:  # type: ignore[assignment]
     """Each store's revision, this abx's head, and what to do."""
-    from pipeline_components.migrations import safe_url, state
-    from pipeline_components.store import connect
+    from pipeline_components.migrations import state
 
-    out = []
-    for url, schema in _targets(params, set_):
-        engine = connect(url)
-        try:
-            out.append({"url": safe_url(url), **state(engine, schema)})
-        except SQLAlchemyError as exc:
-            raise _unreachable(url, exc) from exc
-        finally:
-            engine.dispose()
-    typer.echo(json.dumps(out, indent=2))
+    _each(params, set_, state)
 
 
 @db_app.command("upgrade")
 def upgrade(params: ParamsOpt = "params.yaml", set_: SetOpt = None) -> None:  # type: ignore[assignment]
     """Migrate both stores to this abx's revision (rows kept; a no-op when up to date)."""
-    from pipeline_components.migrations import safe_url
     from pipeline_components.migrations import upgrade as migrate
-    from pipeline_components.store import connect
 
-    out = []
-    for url, schema in _targets(params, set_):
-        engine = connect(url)
-        try:
-            before, after = migrate(engine, schema)
-        except SQLAlchemyError as exc:
-            raise _unreachable(url, exc) from exc
-        finally:
-            engine.dispose()
-        out.append({"url": safe_url(url), "schema": schema.name, "from": before, "to": after})
-    typer.echo(json.dumps(out, indent=2))
+    def step(engine: Engine, schema: Schema) -> dict[str, Any]:
+        before, after = migrate(engine, schema)
+        return {"schema": schema.name, "from": before, "to": after}
+
+    _each(params, set_, step)

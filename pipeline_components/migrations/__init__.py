@@ -140,6 +140,28 @@ def _known(schema: Schema, rev: str) -> bool:
     return rev in {s.revision for s in script.walk_revisions()}
 
 
+def open_engine(url: str, schema: Schema) -> Engine:
+    """An engine on ``url`` with ``schema`` checked, or created when the database is empty.
+
+    Raises:
+        AnalysisError: the database cannot be reached.
+        StoreSchemaError: it holds an older (or newer) schema; nothing was changed.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from pipeline_components.errors import AnalysisError
+    from pipeline_components.store import connect
+
+    engine = connect(url)
+    try:
+        ensure(engine, schema, url)
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        raise AnalysisError(f"{schema.name} database {safe_url(url)} is not reachable: "
+                            f"{exc.__class__.__name__}: {exc}") from exc
+    return engine
+
+
 def ensure(engine: Engine, schema: Schema, url: str) -> None:
     """Create an empty store at head, use one at head, refuse anything else (see module doc)."""
     with engine.connect() as conn:

@@ -138,17 +138,9 @@ def make_control_engine(url: str) -> Engine:
     """An engine on the control store (the prediction store by default), its schema checked or
     created when empty (``pipeline_components/migrations``: refused until ``abx db upgrade``
     when an older abx made it)."""
-    from sqlalchemy.exc import SQLAlchemyError
+    from pipeline_components.migrations import CONTROL, open_engine
 
-    from pipeline_components.migrations import CONTROL, ensure
-    from pipeline_components.store import connect
-
-    engine = connect(url)
-    try:
-        ensure(engine, CONTROL, url)
-    except SQLAlchemyError as exc:
-        raise DeploymentError(f"control store {url!r} is not reachable: {exc}") from exc
-    return engine
+    return open_engine(url, CONTROL)
 
 
 class ControlStore:
