@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -117,3 +118,21 @@ def test_a_failed_step_still_runs_the_teardown_and_nothing_after() -> None:
     with pytest.raises(RuntimeError, match="features"):
         run_steps({}, funcs=rec)
     assert rec.calls[-1] == "features"
+
+
+def test_every_params_key_and_path_variable_is_in_params_yaml() -> None:
+    # a typo here would only show when `dvc repro` starts ("parameters missing")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+
+    def has(dotted: str) -> bool:
+        node: Any = params
+        for part in dotted.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return False
+            node = node[part]
+        return True
+
+    text = dvc_yaml().split("\nstages:", 1)[1]  # the stages, not the header comment
+    keys = {k for s in STAGES for k in s.params} | set(re.findall(r"\$\{([\w.]+)\}", text))
+    assert sorted(k for k in keys if not has(k)) == []
+    assert has("data.raw_path") and not has("data.raw_pth")  # the lookup itself can fail
