@@ -146,7 +146,8 @@ STAGES: tuple[Stage, ...] = (
           code=("pipeline_components/registry.py",), params=("registry.model_name",),
           receipt="registry.json"),
     Stage("gate", "Offline gate, challenger vs champion on the holdout; a failing gate means no "
-          "canary", "abx gate", ("gate",), needs=("register",), params=("registry",),
+          "canary", "abx gate", ("gate",), needs=("register",),
+          code=("pipeline_components/gate.py",), params=("registry",),
           receipt="gate.json"),
     Stage("canary", "Attach to the endpoint, ramp the challenger, analyse each look, decide, "
           "detach (no promotion yet)", "abx canary --deploy",
