@@ -1,8 +1,9 @@
 """Named locks held in a database, so they work wherever the database is reachable.
 
 Every registry alias move runs under ``db_lock(cfg.lock_url, "alias:<model>")``. A file lock
-would only serialise processes on one machine; Airflow workers on several machines share a
-database instead:
+(``filelock``, which abx uses where a lock is local by nature: the router's spool slots, the
+migration of a SQLite file) would only serialise processes on one machine; Airflow workers on
+several machines share a database instead:
 
 * **PostgreSQL**: a session-level advisory lock (``pg_try_advisory_lock``) on a 64-bit key
   derived from the name. The server releases it when the holder's connection ends, so a process

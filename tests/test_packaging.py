@@ -86,6 +86,22 @@ def _wait_ready(url: str, proc: subprocess.Popen[str], timeout_s: float = 120) -
     raise AssertionError(f"{url} not ready after {timeout_s} s")
 
 
+def _served_by(url: str, row: dict[str, Any], variant: str, proc: subprocess.Popen[str],
+               timeout_s: float = 90) -> str:
+    """The model version of the first answer from ``variant`` (it becomes routable once loaded)."""
+    deadline = time.monotonic() + timeout_s
+    i = 0
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"abx endpoint serve exited:\n{proc.communicate()[1]}"
+        i += 1
+        body = httpx.post(f"{url}/predict", json={"unit_id": f"u-{i}", "features": row},
+                          timeout=30).json()
+        if body.get("variant") == variant:
+            return str(body["model_version"])
+        time.sleep(0.1)
+    raise AssertionError(f"no answer from {variant!r} after {timeout_s} s")
+
+
 @pytest.mark.slow
 def test_endpoint_from_the_serve_extra_answers_predict_over_http(
         serve_venv: Path, registry_dir: Path, tmp_path: Path) -> None:
@@ -114,6 +130,15 @@ def test_endpoint_from_the_serve_extra_answers_predict_over_http(
         assert body["variant"] == "champion"
         assert str(body["model_version"]) == "1"
         assert 0.0 <= float(body["prediction"]) <= 1.0
+        # a second model loaded through the control state, and an outcome: the lazily imported
+        # paths of an experiment on the endpoint, still without the pipeline extra
+        load = _run(serve_venv, "abx", "--root", str(project), "endpoint", "load", "challenger",
+                    "models:/abx-model@challenger", "--weight", "1", *args, cwd=project, env=env)
+        assert load.returncode == 0, load.stdout + load.stderr
+        assert _served_by(url, row, "challenger", proc) == "2"
+        fb = httpx.post(f"{url}/feedback", json={"unit_id": "u-1", "outcome": 1.0},
+                        headers={"X-ABX-Client-Key": TEST_CLIENT_KEY}, timeout=30)
+        assert fb.status_code in (200, 202), fb.text
     finally:
         proc.send_signal(signal.SIGINT)
         try:
