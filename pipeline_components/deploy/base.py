@@ -44,6 +44,21 @@ class Deployment:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
+def replica_count(cfg: Config, replicas: int | None = None) -> int:
+    """How many endpoint replicas to start (``replicas`` or ``endpoint.replicas``).
+
+    Raises:
+        DeploymentError: several replicas on a SQLite control store (they would not share it
+            across hosts, and SQLite serialises every writer).
+    """
+    n = replicas or cfg.endpoint.replicas
+    if n > 1 and cfg.control_url.startswith("sqlite"):
+        raise DeploymentError(f"endpoint.replicas={n}: several replicas need a shared "
+                              "PostgreSQL control store (endpoint.control_url / "
+                              "serving.store_url = postgresql://...)")
+    return n
+
+
 class DeploymentBackend(ABC):
     """Start, health-wait, stop and find routers of an experiment."""
 

@@ -1,10 +1,19 @@
-"""The ``docker`` backend: N replicas of the router as containers of the endpoint image.
+"""The ``docker`` backend: replicas as containers of the endpoint image.
+
+Two kinds of containers, told apart by the ``org.abx.role`` label:
+
+* ``endpoint`` — the long-lived endpoint (docs/endpoint.md): ``endpoint.replicas`` containers of
+  ``abx endpoint serve`` following one control store. This is what the experiment DAG attaches to
+  (``start_endpoint`` / ``find_endpoint`` / ``stop_endpoint``).
+* ``router`` — one experiment's own router (``abx serve``, ``start`` / ``find`` / ``stop``), kept
+  for ``abx deploy`` and the benchmarks of the plain router.
 
 Each replica is one container on the host network (the engine here has no bridge) serving one
-port, with CPU/memory limits, a Docker health check on ``/readyz`` and labels naming the
-experiment, the endpoint (the registered model it serves), the state dir and the deployment. The
-labels are the only way containers are found: ``find``/``stop`` never touch a container without
-abx's ``org.abx.managed-by`` label and this experiment's and state dir's values.
+port, with CPU/memory limits (``serving.docker``), a Docker health check on ``/readyz`` and labels
+naming the endpoint, the experiment (for an endpoint: the one that started it), the state dir and
+the deployment. The labels are the only way containers are found: nothing here touches a
+container without abx's ``org.abx.managed-by`` label and this state dir's (and endpoint's or
+experiment's) values.
 
 Paths are the host's: the state dir (params, SQLite stores), the tracking store and each model's
 artifacts are bind-mounted at the same absolute path, so every URI means the same inside and out.
@@ -24,7 +33,7 @@ from typing import Any
 import yaml
 
 from pipeline_components.config import Config
-from pipeline_components.deploy.base import Deployment, DeploymentBackend
+from pipeline_components.deploy.base import Deployment, DeploymentBackend, replica_count
 from pipeline_components.deploy.engine import MANAGED, docker_client, image_exists
 from pipeline_components.deploy.local import (
     free_port,
@@ -33,17 +42,31 @@ from pipeline_components.deploy.local import (
     secret_env,
     write_private,
 )
-from pipeline_components.deploy.mounts import host_mounts
+from pipeline_components.deploy.mounts import endpoint_mounts, host_mounts
 from pipeline_components.errors import DeploymentError
 from pipeline_components.store import make_engine
 
 L_EXP, L_ENDPOINT, L_STATE = "org.abx.experiment", "org.abx.endpoint", "org.abx.state-dir"
 L_DEPLOY, L_REPLICA, L_PORT = "org.abx.deployment", "org.abx.replica", "org.abx.port"
-L_GRACE = "org.abx.grace-s"
+L_GRACE, L_ROLE = "org.abx.grace-s", "org.abx.role"
 
 
 def _scope(experiment_id: str, state_dir: Path) -> list[str]:
-    return [f"{MANAGED}=abx", f"{L_EXP}={experiment_id}", f"{L_STATE}={state_dir.resolve()}"]
+    """Label filter of one experiment's routers (never an endpoint's replicas)."""
+    return [f"{MANAGED}=abx", f"{L_ROLE}=router", f"{L_EXP}={experiment_id}",
+            f"{L_STATE}={state_dir.resolve()}"]
+
+
+def endpoint_scope(cfg: Config) -> list[str]:
+    """Label filter of the endpoint ``endpoint.name``'s replicas in this state dir."""
+    return [f"{MANAGED}=abx", f"{L_ROLE}=endpoint", f"{L_ENDPOINT}={cfg.endpoint.name}",
+            f"{L_STATE}={cfg.state_dir.resolve()}"]
+
+
+def _labels(scope: list[str], **extra: str) -> dict[str, str]:
+    out = dict(item.split("=", 1) for item in scope)
+    out.update(extra)
+    return out
 
 
 def effective_params(cfg: Config) -> dict[str, Any]:
@@ -53,7 +76,24 @@ def effective_params(cfg: Config) -> dict[str, Any]:
     raw["experiment"]["state_dir"] = str(cfg.state_dir.resolve())
     raw["tracking"]["tracking_uri"] = cfg.tracking_uri
     raw["serving"]["store_url"] = cfg.store_url
+    if raw.get("endpoint", {}).get("control_url"):
+        raw["endpoint"]["control_url"] = cfg.control_url
+    raw.setdefault("endpoint", {})["client_key"] = None
     return raw
+
+
+def _container_env(cfg: Config, *extra: Mapping[str, str]) -> dict[str, str]:
+    """What a replica's process needs: quiet libraries, one OpenMP thread, the secrets (by
+    environment, never in the params file)."""
+    env = {"HOME": "/tmp", "OMP_NUM_THREADS": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
+           "ABX_LOG_LEVEL": os.environ.get("ABX_LOG_LEVEL", "warning")}
+    for var in ("ABX_ADMIN_TOKEN", "ABX_QA_TOKEN"):  # the config's secrets win, as locally
+        if os.environ.get(var):
+            env[var] = os.environ[var]
+    env.update(secret_env(cfg))
+    for more in extra:
+        env.update(more)
+    return env
 
 
 class DockerBackend(DeploymentBackend):
@@ -76,9 +116,7 @@ class DockerBackend(DeploymentBackend):
         """Stop leftovers of this experiment, start ``serving.docker.replicas`` containers, wait
         until each answers ``/readyz``; on any failure stop what was started and raise."""
         d = cfg.serving.docker
-        if not image_exists(self.client, d.image):
-            raise DeploymentError(f"serving.docker.image {d.image!r} is not on this engine; build "
-                                  "it with `abx image build` (images are never pulled)")
+        self._require_image(cfg)
         for old in self.find(cfg.experiment.id, cfg):
             self.stop(old)
         rdir = router_dir(cfg)
@@ -102,37 +140,45 @@ class DockerBackend(DeploymentBackend):
             raise
         return dep
 
+    def _require_image(self, cfg: Config) -> None:
+        image = cfg.serving.docker.image
+        if not image_exists(self.client, image):
+            raise DeploymentError(f"serving.docker.image {image!r} is not on this engine; build "
+                                  "it with `abx image build` (images are never pulled)")
+
     def _run_replica(self, cfg: Config, variants: Mapping[str, str] | None, params: Path,
                      deployment_id: str, i: int) -> dict[str, Any]:
-        d, host = cfg.serving.docker, cfg.serving.host
+        host = cfg.serving.host
         port = cfg.serving.port + i if cfg.serving.port else free_port(host)
         cmd = ["serve", "--params", str(params), "--host", host, "--port", str(port)]
         for name, uri in (variants or {}).items():
             cmd += ["--variant", f"{name}={uri}"]
-        labels = {k.split("=", 1)[0]: k.split("=", 1)[1]
-                  for k in _scope(cfg.experiment.id, cfg.state_dir)}
-        labels.update({L_ENDPOINT: cfg.registry.model_name, L_DEPLOY: deployment_id,
-                       L_REPLICA: str(i), L_PORT: str(port),
-                       L_GRACE: str(cfg.serving.shutdown_grace_s)})
-        env = {"HOME": "/tmp", "OMP_NUM_THREADS": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
-               "ABX_LOG_LEVEL": os.environ.get("ABX_LOG_LEVEL", "warning")}
-        for var in ("ABX_ADMIN_TOKEN", "ABX_QA_TOKEN"):  # the config's secrets win, as locally
-            if os.environ.get(var):
-                env[var] = os.environ[var]
-        env.update(secret_env(cfg))
-        probe = (f"import urllib.request as u; u.urlopen('http://{_url_host(host)}:{port}"
-                 "/readyz', timeout=3)")
-        name = re.sub(r"[^A-Za-z0-9_.-]", "-", f"abx-{cfg.experiment.id}-{deployment_id}-{i}")
+        labels = _labels(_scope(cfg.experiment.id, cfg.state_dir),
+                         **{L_ENDPOINT: cfg.registry.model_name, L_DEPLOY: deployment_id,
+                            L_REPLICA: str(i), L_PORT: str(port),
+                            L_GRACE: str(cfg.serving.shutdown_grace_s)})
+        name = f"abx-{cfg.experiment.id}-{deployment_id}-{i}"
+        return self._run_container(cfg, cmd, name, labels, _container_env(cfg),
+                                   host_mounts(cfg, variants, params.parent), params.parent,
+                                   host, port, i)
+
+    def _run_container(self, cfg: Config, cmd: list[str], name: str, labels: dict[str, str],
+                       env: dict[str, str], volumes: dict[str, dict[str, str]], workdir: Path,
+                       host: str, port: int, i: int) -> dict[str, Any]:
+        """One replica: host network, the host user, ``serving.docker`` limits, a health check
+        on ``/readyz``; returns its ``{"url", "port", "container", "replica"}``."""
+        d = cfg.serving.docker
+        url = f"http://{_url_host(host)}:{port}"
+        probe = f"import urllib.request as u; u.urlopen('{url}/readyz', timeout=3)"
         container = self.client.containers.run(
-            d.image, cmd, name=name, detach=True, network_mode="host", labels=labels,
-            environment=env, volumes=host_mounts(cfg, variants, params.parent),
-            user=f"{os.getuid()}:{os.getgid()}", working_dir=str(params.parent),
+            d.image, cmd, name=re.sub(r"[^A-Za-z0-9_.-]", "-", name), detach=True,
+            network_mode="host", labels=labels, environment=env, volumes=volumes,
+            user=f"{os.getuid()}:{os.getgid()}", working_dir=str(workdir),
             nano_cpus=int(d.cpus * 1e9), mem_limit=d.memory, stop_signal="SIGTERM",
             healthcheck={"test": ["CMD", "python", "-c", probe], "interval": 10_000_000_000,
                          "timeout": 5_000_000_000, "retries": 3, "start_period": 60_000_000_000},
         )
-        return {"url": f"http://{_url_host(host)}:{port}", "port": port,
-                "container": container.id, "replica": i}
+        return {"url": url, "port": port, "container": container.id, "replica": i}
 
     def _deployment(self, cfg: Config, replicas: list[dict[str, Any]], rdir: Path) -> Deployment:
         first = replicas[0]
@@ -228,7 +274,8 @@ class DockerBackend(DeploymentBackend):
             if c.status == "running":
                 c.stop(timeout=max(1, math.ceil(timeout_s)))
             if save_logs and rdir is not None and rdir.is_dir():
-                log = rdir / f"router-{c.labels.get(L_REPLICA, '0')}.log"
+                prefix = "replica" if c.labels.get(L_ROLE) == "endpoint" else "router"
+                log = rdir / f"{prefix}-{c.labels.get(L_REPLICA, '0')}.log"
                 log.write_bytes(c.logs(stdout=True, stderr=True))
             c.remove(force=True)
         except Exception as exc:  # already gone (a concurrent cleanup): nothing left to do
@@ -236,6 +283,107 @@ class DockerBackend(DeploymentBackend):
 
             if not isinstance(exc, NotFound):
                 raise
+
+
+    # ------------------------------------------------------------------ the endpoint
+    def start_endpoint(self, cfg: Config, replicas: int | None = None,
+                       timeout_s: float = 180.0) -> list[Deployment]:
+        """Start ``replicas`` containers of ``abx endpoint serve`` (default ``endpoint.replicas``)
+        and wait until each answers ``/readyz``; idempotent when some are up. On any failure the
+        containers started here are removed (their logs kept) and DeploymentError is raised."""
+        from pipeline_components.serving.keys import endpoint_dir
+        from pipeline_components.serving.keys import secret_env as endpoint_secrets
+        from pipeline_components.serving.operations import open_control
+
+        live = self.find_endpoint(cfg)
+        if live:
+            return live
+        n = replica_count(cfg, replicas)
+        self._require_image(cfg)
+        folder = endpoint_dir(cfg)
+        folder.mkdir(parents=True, exist_ok=True)
+        self._remove_exited(cfg, folder)
+        params = folder / "params.yaml"
+        write_private(params, yaml.safe_dump(effective_params(cfg), sort_keys=False))
+        # Tables first, here: replicas starting together on a fresh store race on CREATE TABLE.
+        make_engine(cfg.store_url).dispose()
+        open_control(cfg)
+        env = _container_env(cfg, endpoint_secrets(cfg))
+        volumes = endpoint_mounts(cfg, folder)
+        deployment_id, host = uuid.uuid4().hex[:12], cfg.endpoint.host
+        started: list[Deployment] = []
+        try:
+            for i in range(n):
+                port = cfg.endpoint.port + i if cfg.endpoint.port else free_port(host)
+                labels = _labels(endpoint_scope(cfg), **{
+                    L_EXP: cfg.experiment.id, L_DEPLOY: deployment_id, L_REPLICA: str(i),
+                    L_PORT: str(port), L_GRACE: str(cfg.serving.shutdown_grace_s)})
+                url = f"http://{_url_host(host)}:{port}"
+                rep = self._run_container(
+                    cfg, ["endpoint", "serve", "--params", str(params), "--host", host,
+                          "--port", str(port)],
+                    f"abx-endpoint-{cfg.endpoint.name}-{deployment_id}-{i}", labels,
+                    {**env, "ABX_REPLICA_URL": url}, volumes, folder, host, port, i)
+                started.append(self._endpoint_replica(cfg, rep, folder))
+            for dep in started:
+                self.health_wait(dep, timeout_s)
+        except Exception:
+            for dep in started:
+                self._remove(dep.container, folder, save_logs=True)
+            raise
+        return started
+
+    def _endpoint_replica(self, cfg: Config, rep: Mapping[str, Any], folder: Path,
+                          grace_s: float | None = None) -> Deployment:
+        return Deployment(url=str(rep["url"]), pid=self._pid(str(rep["container"])),
+                          experiment_id=f"endpoint:{cfg.endpoint.name}", port=int(rep["port"]),
+                          backend=self.name, host=cfg.endpoint.host,
+                          log_path=str(folder / f"replica-{rep['replica']}.log"),
+                          started_at=time.time(),
+                          grace_s=cfg.serving.shutdown_grace_s if grace_s is None else grace_s,
+                          container=str(rep["container"]), replicas=[dict(rep)])
+
+    def _endpoint_containers(self, cfg: Config, all_: bool = False) -> list[Any]:
+        found = self.client.containers.list(all=all_, filters={"label": endpoint_scope(cfg)})
+        return sorted(found, key=lambda c: int(c.labels.get(L_REPLICA, 0)))
+
+    def find_endpoint(self, cfg: Config) -> list[Deployment]:
+        """The running replicas of ``endpoint.name`` in this state dir (found by label only)."""
+        from pipeline_components.serving.keys import endpoint_dir
+
+        folder = endpoint_dir(cfg)
+        out = []
+        for c in self._endpoint_containers(cfg):
+            port = int(c.labels[L_PORT])
+            rep = {"url": f"http://127.0.0.1:{port}", "port": port, "container": c.id,
+                   "replica": int(c.labels.get(L_REPLICA, 0))}
+            out.append(self._endpoint_replica(cfg, rep, folder,
+                                              float(c.labels.get(L_GRACE, 30.0))))
+        return out
+
+    def stop_endpoint(self, cfg: Config, timeout_s: float | None = None) -> list[Deployment]:
+        """SIGTERM every replica (in-flight requests finish, the log drains), SIGKILL after
+        ``timeout_s`` (default ``serving.shutdown_grace_s``); keep each replica's output as
+        ``replica-<i>.log`` in the endpoint's folder; remove the containers, exited ones too."""
+        from pipeline_components.serving.keys import endpoint_dir
+
+        folder = endpoint_dir(cfg)
+        running = self.find_endpoint(cfg)
+        for dep in running:
+            self._remove(dep.container, folder, save_logs=True,
+                         timeout_s=dep.grace_s if timeout_s is None else timeout_s)
+        self._remove_exited(cfg, folder)
+        return running
+
+    def _remove_exited(self, cfg: Config, folder: Path) -> None:
+        """Replicas that died (crash, OOM) leave an exited container: keep its log, remove it."""
+        for c in self._endpoint_containers(cfg, all_=True):
+            if c.status != "running":
+                self._remove(c.id, folder, save_logs=True)
+
+    def endpoint_logs(self, cfg: Config, tail: int | str = "all") -> str:
+        """Every running replica's output, headed by its container name."""
+        return "\n".join(self.logs(dep, tail) for dep in self.find_endpoint(cfg))
 
 
 def _url_host(host: str) -> str:

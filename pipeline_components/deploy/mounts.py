@@ -49,12 +49,33 @@ def model_dirs(cfg: Config, variants: Mapping[str, str] | None) -> list[Path]:
     return out
 
 
+def artifact_roots(cfg: Config) -> list[Path]:
+    """Local artifact locations of every experiment in the tracking store.
+
+    An endpoint loads models long after it started (each experiment's challenger), so its
+    container cannot be given just today's model directories: it gets the roots every logged
+    model lives under. An HTTP tracking server that proxies artifacts needs none.
+    """
+    from mlflow import MlflowClient
+
+    if cfg.tracking_uri.startswith(("http://", "https://")):
+        return []
+    client = MlflowClient(tracking_uri=cfg.tracking_uri, registry_uri=cfg.tracking_uri)
+    out = []
+    for exp in client.search_experiments():
+        parsed = urlparse(exp.artifact_location or "")
+        if parsed.scheme in ("", "file") and parsed.path:
+            out.append(Path(unquote(parsed.path)).resolve())
+    return out
+
+
 def host_mounts(cfg: Config, variants: Mapping[str, str] | None,
-                router_dir: Path) -> dict[str, dict[str, str]]:
+                router_dir: Path, extra: list[Path] | None = None) -> dict[str, dict[str, str]]:
     """docker-py ``volumes``: ``{host_path: {"bind": host_path, "mode": "rw"}}``, nested paths
     folded into their parent."""
     paths = [cfg.state_dir.resolve(), router_dir.resolve(), *model_dirs(cfg, variants)]
     paths += [p for p in (sqlite_dir(cfg.tracking_uri), sqlite_dir(cfg.store_url)) if p]
+    paths += extra or []
     mounts: dict[str, dict[str, str]] = {}
     for path in sorted(set(paths), key=lambda p: len(p.parts)):
         if any(Path(m) in path.parents for m in mounts):
@@ -62,3 +83,9 @@ def host_mounts(cfg: Config, variants: Mapping[str, str] | None,
         path.mkdir(parents=True, exist_ok=True)
         mounts[str(path)] = {"bind": str(path), "mode": "rw"}
     return mounts
+
+
+def endpoint_mounts(cfg: Config, endpoint_dir: Path) -> dict[str, dict[str, str]]:
+    """An endpoint replica's mounts: the router's plus every artifact root (models are loaded
+    after the container started)."""
+    return host_mounts(cfg, None, endpoint_dir, artifact_roots(cfg))

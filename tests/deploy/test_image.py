@@ -46,6 +46,10 @@ def test_image_is_tagged_by_commit_and_holds_only_the_endpoint(
     help_text = docker_engine.containers.run(endpoint_image, ["serve", "--help"],
                                              network_mode="host", remove=True).decode()
     assert "--variant" in help_text
+    # what `abx endpoint serve` imports once it runs, not only its --help
+    code = ("import pipeline_components.serving.endpoint_app, pipeline_components.tracking, "
+            "pipeline_components.serving.operations; print('ok')")
+    assert run_in(docker_engine, endpoint_image, code) == "ok"
 
 
 def test_rebuild_after_a_code_change_reuses_the_dependency_layers(
