@@ -104,23 +104,11 @@ class LocalBackend(LocalEndpointMixin, DeploymentBackend):
         port = cfg.serving.port or free_port(host)
         params = rdir / "params.yaml"
         write_private(params, yaml.safe_dump(router_params(cfg), sort_keys=False))
-        cmd = [sys.executable, "-c", _ENTRY, "serve", "--params", str(params),
-               "--host", host, "--port", str(port)]
+        args = ["serve", "--params", str(params), "--host", host, "--port", str(port)]
         for name, uri in (variants or {}).items():
-            cmd += ["--variant", f"{name}={uri}"]
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
-               "PYTHONUNBUFFERED": "1", **secret_env(cfg)}
-        log_path = rdir / "router.log"
-        with open(log_path, "ab") as log:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                    start_new_session=True)
-        self._procs[proc.pid] = proc
-        url_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
-        dep = Deployment(url=f"http://{url_host}:{port}", pid=proc.pid,
-                         experiment_id=cfg.experiment.id, port=port, backend=self.name,
-                         host=host, log_path=str(log_path), started_at=time.time(),
-                         grace_s=cfg.serving.shutdown_grace_s)
-        (rdir / "router.pid").write_text(str(proc.pid))
+            args += ["--variant", f"{name}={uri}"]
+        dep = self._spawn(cfg, args, rdir / "router.log", cfg.experiment.id, host, port)
+        (rdir / "router.pid").write_text(str(dep.pid))
         write_json(rdir / "state.json", dep.to_dict())
         try:
             self.health_wait(dep, timeout_s)
@@ -128,6 +116,23 @@ class LocalBackend(LocalEndpointMixin, DeploymentBackend):
             self.stop(dep)
             raise
         return dep
+
+    def _spawn(self, cfg: Config, args: list[str], log_path: Path, experiment_id: str,
+               host: str, port: int, env: Mapping[str, str] | None = None) -> Deployment:
+        """Start ``abx ARGS`` in its own session (a SIGINT to the caller's group leaves it
+        alone), output appended to ``log_path``, secrets by environment; not yet ready."""
+        cmd = [sys.executable, "-c", _ENTRY, *args]
+        full_env = {**os.environ, "OMP_NUM_THREADS": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
+                    "PYTHONUNBUFFERED": "1", **secret_env(cfg), **(env or {})}
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env,
+                                    start_new_session=True)
+        self._procs[proc.pid] = proc
+        url_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        return Deployment(url=f"http://{url_host}:{port}", pid=proc.pid,
+                          experiment_id=experiment_id, port=port, backend=self.name, host=host,
+                          log_path=str(log_path), started_at=time.time(),
+                          grace_s=cfg.serving.shutdown_grace_s)
 
     def alive(self, dep: Deployment) -> bool:
         proc = self._procs.get(dep.pid)

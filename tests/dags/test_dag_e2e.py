@@ -19,63 +19,18 @@ from typing import Any
 
 import pytest
 
-pytestmark = pytest.mark.slow
+from tests.dags.world import DAGS, alias, bootstrap, cfg_of, make_world, run
 
-DAGS = Path(__file__).resolve().parents[2] / "dags"
-WEAK = {"C": {"type": "categorical", "choices": [0.0001]},
-        "class_weight": {"type": "categorical", "choices": ["balanced"]}}
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def world(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    from airflow.dag_processing.dagbag import DagBag
-
-    root = tmp_path_factory.mktemp("abx-world")
-    dag = DagBag(dag_folder=str(DAGS)).get_dag("ab_experiment")
-    overrides = {
-        "experiment.state_dir": str(root / "state"), "data.raw_path": str(root / "raw.parquet"),
-        "features.out_dir": str(root / "features"), "report.out_dir": str(root / "reports"),
-        "validation.report_path": str(root / "validation.json"),
-        "data.synthetic.n_users": 4000, "training.cv_folds": 2, "training.workers": 1,
-        "serving.port": 0, "endpoint.port": 0, "simulator.max_requests": 1200,
-        "analysis.mde": 0.1,
-        # p99 latency on a loaded 2-core box swings by 100 ms between looks; these scenarios are
-        # about the decision path, not the latency guardrail (tests/analysis covers that)
-        "analysis.latency_margin_ms": 1000.0,
-    }
-    return {"dag": dag, "root": root, "overrides": overrides}
-
-
-def run(world: dict[str, Any], exp_id: str, **form: Any) -> dict[str, str]:
-    """One DAG run; returns {task_id: state} (mapped tasks: the worst state)."""
-    extra = form.pop("overrides", {})
-    conf = {"experiment_id": exp_id, "canary_steps": [0.5], "min_samples": 540,
-            "rate_per_s": 500, **form, "overrides": {**world["overrides"], **extra}}
-    dr = world["dag"].test(run_conf=conf)
-    states: dict[str, str] = {"__run__": str(dr.state)}
-    for ti in dr.get_task_instances():
-        states.setdefault(ti.task_id, str(ti.state))
-        if str(ti.state) != "success":
-            states[ti.task_id] = str(ti.state)
-    return states
-
-
-def cfg_of(world: dict[str, Any], exp_id: str) -> Any:
-    from pipeline_components.experiment.config import config_for
-
-    return config_for({"params_path": str(DAGS.parent / "params.yaml"), "experiment_id": exp_id,
-                       "overrides": world["overrides"]})
-
-
-def alias(world: dict[str, Any], name: str) -> str | None:
-    from pipeline_components.registry import get_alias_version
-
-    return get_alias_version(cfg_of(world, "probe"), name)
+    return make_world(tmp_path_factory.mktemp("abx-world"))
 
 
 def test_1_bootstrap_makes_the_first_champion(world: dict[str, Any]) -> None:
-    states = run(world, "e2e-boot", families=["logreg"], n_trials=1,
-                 overrides={"training.search_spaces": {"logreg": WEAK}})
+    states = bootstrap(world, "e2e-boot")
     assert states["__run__"] == "success", states
     assert states["no_canary"] == "success" and states["deploy_canary"] == "skipped"
     assert states["cleanup"] == "skipped" and states["report"] == "success"
