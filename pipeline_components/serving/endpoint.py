@@ -251,7 +251,9 @@ class Follower:
     def _load(self, v: VariantState) -> None:
         t0 = time.perf_counter()
         try:
-            var = load_variant(v.name, v.pinned_uri, frozenset(self.cfg.data.categorical_features))
+            s = self.cfg.serving  # the same runtime and trust rules as the per-experiment router
+            var = load_variant(v.name, v.pinned_uri, frozenset(self.cfg.data.categorical_features),
+                               s.runtime, s.trusted_types)
             self._check(var)
             if self.cfg.serving.gc_freeze:  # a loaded model is long-lived: stop rescanning it
                 freeze_loaded_heap()
