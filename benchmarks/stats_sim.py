@@ -13,8 +13,13 @@ looks), ``late5`` (0.2, 0.7, 0.8, 0.9, 1.0) and ``canary5`` (the canary's ramp: 
 5/25/50/50/50% with the step sizes of ``simulate.requests_for_step``). A run stops at its first
 promote or rollback; one that never stops counts at its last look. Printed per method: the A/A
 false decision rate (any significant effect) with its 95% Clopper-Pearson upper bound, power
-(promotions) at lift = MDE and 2 x MDE, and the median units-to-decision over the fixed-horizon
-units (n_fh, both arms). Run: ``python -m benchmarks stats_sim [--quick]``.
+(promotions) at lift = MDE and 2 x MDE, and the median units-to-decision (both arms) twice: over
+2 n_fh, the fixed-horizon units with *equal* arms (the figure the first runs printed), and over
+the units a fixed-horizon test needs under the schedule's *own* allocation
+(``fixed_horizon_units``: the canary's 5/25/50% challenger shares need more units for the same
+information), the fair comparison. Each schedule also gets the earliest look at which any level-
+alpha test could promote in half the runs (``earliest_median_look``): no design decides sooner.
+Run: ``python -m benchmarks stats_sim [--quick]``.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
+from scipy import optimize, stats
 from statsmodels.stats.proportion import proportion_confint
 
 from pipeline_components.analysis.decision import Comparison, variant_verdict
@@ -83,6 +88,48 @@ def schedules(n_fh: int) -> dict[str, list[tuple[int, int]]]:
     scale = infl[5] * n_fh / 2 / (1 / (1 / n0[-1] + 1 / n1[-1]))  # info ~ 1/(1/n0 + 1/n1)
     out["canary5"] = [(round(a * scale), round(b * scale)) for a, b in zip(n0, n1, strict=True)]
     return out
+
+
+def _harmonic(n0: float, n1: float) -> float:
+    """n0 n1 / (n0 + n1): information of a difference of means, in units of 1/sd^2."""
+    return n0 * n1 / (n0 + n1) if n0 + n1 > 0 else 0.0
+
+
+def fixed_horizon_units(sched: list[tuple[int, int]], n_fh: int) -> float:
+    """Units (both arms) at which ``sched``'s allocation reaches the fixed-horizon information.
+
+    n_fh per arm assumes equal arms (information n_fh / 2 sd^2); a fixed-horizon test run on the
+    same allocation as the schedule needs more units when the arms are unequal (information is
+    1/(1/n0 + 1/n1), led by the small arm). Units arrive at each step's own split, so the point
+    is solved exactly inside the step that crosses it: this is where a fixed test planned on
+    this ramp would stop (it need not wait for a step end).
+    """
+    need, p0, p1 = n_fh / 2, 0.0, 0.0
+    for n0, n1 in sched:
+        if _harmonic(n0, n1) >= need:
+            a, b = n0 - p0, n1 - p1
+            x = optimize.brentq(lambda x, p0=p0, p1=p1, a=a, b=b:
+                                _harmonic(p0 + a * x, p1 + b * x) - need, 0.0, 1.0)
+            return p0 + p1 + (a + b) * x
+        p0, p1 = float(n0), float(n1)
+    raise ValueError(f"schedule never reaches the fixed-horizon information ({n_fh} per arm)")
+
+
+def earliest_median_look(sched: list[tuple[int, int]], n_fh: int, mult: float) -> int:
+    """First look (1-based) at which a level-ALPHA test could promote in half the runs at
+    lift = mult x MDE; no sequential design can have its median promotion earlier.
+
+    At look k the data's sufficient statistic is Z_k ~ N(drift_k, 1) with drift_k =
+    mult (z_{1-a/2} + z_power) sqrt(I_k / I_fixed); the most powerful level-alpha test on it
+    (Neyman-Pearson, one-sided) has power 1/2 exactly when drift_k = z_{1-alpha}. "Promoted by
+    look k" is such a test: it has level <= alpha and, the data being Brownian, the likelihood
+    ratio of everything seen up to look k depends on Z_k alone.
+    """
+    drift = mult * (stats.norm.isf(ALPHA / 2) + stats.norm.isf(1 - POWER))
+    for k, (n0, n1) in enumerate(sched, 1):
+        if drift * math.sqrt(_harmonic(n0, n1) / (n_fh / 2)) >= stats.norm.isf(ALPHA):
+            return k
+    return len(sched)
 
 
 def arm_sums(s: Stream, rng: np.random.Generator, reps: int, ns: list[int], lift: float) -> tuple:
@@ -149,11 +196,20 @@ def report(quick: bool, seed: int, only: list[int] | None = None,
         yield ""
         yield f"## {s.name}: sd={s.sd:.4g}, MDE={s.mde:.4g}, n_fh/arm={n_fh}"
         yield _row(["schedule", "method", "A/A false decisions (95% upper)", "power @MDE",
-                    "median n/n_fh @MDE", "power @2MDE", "median n/n_fh @2MDE"])
-        yield _row(["---"] * 7)
+                    "median n/2n_fh @MDE", "median n/n_fh,same @MDE", "power @2MDE",
+                    "median n/2n_fh @2MDE", "median n/n_fh,same @2MDE"])
+        yield _row(["---"] * 9)
+        notes = []
         for sn, sched in schedules(n_fh).items():
             if scheds is not None and sn not in scheds:
                 continue
+            same = fixed_horizon_units(sched, n_fh)
+            looks = ", ".join(f"{(a + b) / same:.2f}" for a, b in sched)
+            floor = [(a + b) / same for a, b in
+                     (sched[earliest_median_look(sched, n_fh, m) - 1] for m in (1, 2))]
+            notes.append(f"{sn}: n_fh,same = {same:.0f} units = {same / (2 * n_fh):.2f} x 2n_fh; "
+                         f"looks at {looks} n_fh,same; earliest possible median promotion "
+                         f"{floor[0]:.2f} @MDE, {floor[1]:.2f} @2MDE")
             for mi, method in enumerate(METHODS):
                 if (method == "gst-obf" and sn == "equal10") or (
                         methods is not None and method not in methods):
@@ -164,8 +220,12 @@ def report(quick: bool, seed: int, only: list[int] | None = None,
                 cells = [sn, method, f"{aa[:, 0].mean():.2%} (<= {hi:.2%})"]
                 for mult in (1, 2):
                     h1 = simulate(cfg, s, sched, mult * s.mde, reps_h1, sd + mult)
-                    cells += [f"{h1[:, 1].mean():.1%}", f"{np.median(h1[:, 2]) / (2 * n_fh):.2f}"]
+                    med = float(np.median(h1[:, 2]))
+                    cells += [f"{h1[:, 1].mean():.1%}", f"{med / (2 * n_fh):.2f}",
+                              f"{med / same:.2f}"]
                 yield _row(cells)
+        yield ""
+        yield from notes
 
 
 def welch_check(reps: int, seed: int) -> Iterator[str]:
