@@ -1,4 +1,4 @@
-"""Model registry: register the winning candidate with lineage, aliases, and the offline gate.
+"""Model registry: register the winning candidate with its lineage and move the aliases.
 
 ``register_best`` turns the best family's refit model into a new version of
 ``registry.model_name``, tagged with its whole lineage, and points the ``challenger`` alias at it.

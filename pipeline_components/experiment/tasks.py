@@ -91,7 +91,7 @@ def register(conf: Conf, results: Iterable[Mapping[str, Any]] | None = None) -> 
 @announced
 def gate(conf: Conf, registered: Mapping[str, Any]) -> dict[str, Any]:
     """Offline gate; its result names the champion this experiment is compared with (the CAS)."""
-    from pipeline_components.registry import offline_gate
+    from pipeline_components.gate import offline_gate
 
     cfg = config_for(conf)
     stored = read_state(cfg, "gate")
