@@ -19,7 +19,9 @@ from pipeline_components.config import parse_overrides
 from pipeline_components.fileio import write_json
 from pipeline_components.stages import STAGES
 
-UrlOpt = Annotated[str | None, typer.Option("--url", help="Router URL (default: deployed one).")]
+UrlOpt = Annotated[list[str] | None, typer.Option(
+    "--url", help="Endpoint URL; repeat it for several replicas (users are spread round-robin). "
+                  "Default: the deployed one(s).")]
 
 
 def _conf(params: Path, sets: list[str] | None, exp_id: str | None = None) -> dict[str, Any]:
@@ -77,7 +79,8 @@ def simulate_cmd(
     if true_lift is not None:
         set_ = [*(set_ or []), f"simulator.true_lift={true_lift}"]
     conf = _conf(params, set_)
-    target = url or _stored(conf, "deployment")["url"]
+    stored = {} if url else _stored(conf, "deployment")
+    target = url or stored.get("urls") or [stored["url"]]
     res = simulate(config_for(conf), target, offset=offset, n=n, progress=progress,
                    allow_remote=allow_remote)
     if out is not None:

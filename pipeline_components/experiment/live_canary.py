@@ -85,7 +85,9 @@ def _start_step(cfg: Config, st: dict[str, Any], deployment: dict[str, Any]) -> 
                            "started_at": time.time()}
     if cfg.canary.traffic == "simulator":
         n = requests_for_step(share, cfg.canary.min_samples_per_step, cfg.simulator.max_requests)
-        cur["traffic"] = traffic.spawn(cfg, deployment["url"], st["offset"], n, look)
+        urls = [r["url"] for r in ops.live_replicas(cfg)]  # every replica, as they are now
+        cur["traffic"] = traffic.spawn(cfg, urls or deployment.get("urls") or [deployment["url"]],
+                                       st["offset"], n, look)
         st["offset"] += n
     st["current"] = cur
 

@@ -20,10 +20,11 @@ the assignment hash, so the true difference between arms is exactly ``true_lift`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlparse
@@ -193,26 +194,29 @@ async def _one_user(
 
 
 async def _run(
-    url: str, users: list[User], rate: float, concurrency: int, delay_s: float,
+    urls: list[str], users: list[User], rate: float, concurrency: int, delay_s: float,
     timeout_s: float, on_done: Any, client_key: str | None = None,
     truth: KnownLift | None = None,
 ) -> SimulationResult:
     res = SimulationResult(started_at=time.time(),
                            true_lift=truth.lift if truth is not None else None)
-    queue: asyncio.Queue[User] = asyncio.Queue()
-    for u in users:
-        queue.put_nowait(u)
+    queue: asyncio.Queue[tuple[int, User]] = asyncio.Queue()
+    for i, u in enumerate(users):
+        queue.put_nowait((i, u))
     pacer = _Pacer(rate)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     headers = {"X-ABX-Client-Key": client_key} if client_key else {}
-    async with httpx.AsyncClient(base_url=url, timeout=timeout_s, limits=limits,
-                                 headers=headers) as http:
+    async with contextlib.AsyncExitStack() as stack:
+        # one client per replica; user i goes to replica i mod n (its outcome too), so every
+        # replica gets the same share, as behind a round-robin load balancer
+        https = [await stack.enter_async_context(httpx.AsyncClient(
+            base_url=u, timeout=timeout_s, limits=limits, headers=headers)) for u in urls]
 
         async def worker() -> None:
             while not queue.empty():
-                user = queue.get_nowait()
+                i, user = queue.get_nowait()
                 await pacer.wait()
-                await _one_user(http, user, delay_s, res, truth)
+                await _one_user(https[i % len(https)], user, delay_s, res, truth)
                 on_done()
 
         t0 = time.monotonic()
@@ -221,8 +225,15 @@ async def _run(
     return res
 
 
+def _url_list(url: str | Sequence[str]) -> list[str]:
+    urls = [url] if isinstance(url, str) else list(url)
+    if not urls:
+        raise ConfigError("simulator: no endpoint url given")
+    return [u.rstrip("/") for u in urls]
+
+
 def simulate_users(
-    url: str,
+    url: str | Sequence[str],
     users: Iterable[User],
     *,
     rate_per_s: float,
@@ -237,15 +248,18 @@ def simulate_users(
 ) -> SimulationResult:
     """Send each user's request at ``rate_per_s`` with at most ``concurrency`` in flight.
 
+    ``url`` may list several replicas of one endpoint: users are spread over them round-robin.
     ``client_key`` goes with every /feedback (the endpoint refuses outcomes without it).
     ``truth`` draws rewards with a known lift instead of scoring the served predictions.
     Synthetic traffic goes to loopback only unless ``allow_remote`` says otherwise.
 
     Raises:
-        ConfigError: the url is not loopback. DeploymentError: nothing at all was answered.
+        ConfigError: a url is not loopback. DeploymentError: nothing at all was answered.
     """
+    urls = _url_list(url)
     if not allow_remote:
-        check_loopback(url)
+        for u in urls:
+            check_loopback(u)
     batch = list(users)
     if not batch:
         return SimulationResult(started_at=time.time())
@@ -254,11 +268,12 @@ def simulate_users(
     with Progress(disable=not progress, transient=False) as bar:
         task = bar.add_task(label, total=len(batch))
         res = asyncio.run(
-            _run(url.rstrip("/"), batch, rate_per_s, concurrency, feedback_delay_s, timeout_s,
+            _run(urls, batch, rate_per_s, concurrency, feedback_delay_s, timeout_s,
                  lambda: bar.advance(task), client_key, truth)
         )
     if res.answered == 0:
-        raise DeploymentError(f"simulator: router at {url} answered none of {res.sent} requests")
+        raise DeploymentError(f"simulator: router at {', '.join(urls)} answered none of "
+                              f"{res.sent} requests")
     return res
 
 
@@ -285,11 +300,12 @@ def take(users: list[User], offset: int, n: int) -> list[User]:
 
 
 def simulate(
-    cfg: Config, url: str, *, offset: int = 0, n: int | None = None, progress: bool = True,
-    allow_remote: bool = False,
+    cfg: Config, url: str | Sequence[str], *, offset: int = 0, n: int | None = None,
+    progress: bool = True, allow_remote: bool = False,
 ) -> dict[str, Any]:
     """Entry point (``abx simulate``): replay ``n`` holdout users from ``offset`` at the config's
-    rate and concurrency; returns the JSON-able result plus the next offset."""
+    rate and concurrency, spread over the replica ``url``s; returns the JSON-able result plus
+    the next offset."""
     from pipeline_components.serving.keys import endpoint_secret
 
     users = load_users(cfg)

@@ -23,8 +23,9 @@ from pipeline_components.config import Config
 _ENTRY = "from pipeline_components.cli import main; main()"
 
 
-def spawn(cfg: Config, url: str, offset: int, n: int, look: int) -> dict[str, Any]:
-    """Start the step's traffic process (detached: it outlives a rescheduled sensor poke)."""
+def spawn(cfg: Config, urls: list[str], offset: int, n: int, look: int) -> dict[str, Any]:
+    """Start the step's traffic process (detached: it outlives a rescheduled sensor poke),
+    spreading its users over every replica in ``urls``."""
     from pipeline_components.deploy.local import router_params
     from pipeline_components.serving.keys import secret_env
 
@@ -36,13 +37,14 @@ def spawn(cfg: Config, url: str, offset: int, n: int, look: int) -> dict[str, An
     params.write_text(yaml.safe_dump(raw, sort_keys=False))
     out = folder / f"step-{look}.json"
     out.unlink(missing_ok=True)
-    cmd = [sys.executable, "-c", _ENTRY, "simulate", "--params", str(params), "--url", url,
-           "--offset", str(offset), "--n", str(n), "--out", str(out), "--no-progress"]
+    cmd = [sys.executable, "-c", _ENTRY, "simulate", "--params", str(params),
+           *(a for u in urls for a in ("--url", u)), "--offset", str(offset), "--n", str(n),
+           "--out", str(out), "--no-progress"]
     env = {**os.environ, **secret_env(cfg), "PYTHONUNBUFFERED": "1"}
     with open(folder / f"step-{look}.log", "ab") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)
-    return {"pid": proc.pid, "out": str(out), "url": url, "offset": offset, "n": n,
+    return {"pid": proc.pid, "out": str(out), "urls": urls, "offset": offset, "n": n,
             "started_at": time.time()}
 
 

@@ -1,8 +1,10 @@
 """The experiment DAG with ``serving.backend: docker``: the endpoint runs as containers.
 
-Kept lean: a bootstrap run (no canary, so no container) then one canary run on tiny settings. No
-endpoint is up, so ``deploy_canary`` starts it on the docker backend (real containers of the
-endpoint image running ``abx endpoint serve``), the canary drives it, the run decides (promote or
+Kept lean: a bootstrap run (no canary, so no container) then one canary run on tiny settings, the
+prediction log and control state in a fresh PostgreSQL database. No endpoint is up, so
+``deploy_canary`` starts it on the docker backend (two real containers of the endpoint image
+running ``abx endpoint serve``), the canary spreads its simulated users over both replicas, the
+run decides (promote or
 roll back: on a busy 2-core box a guardrail may stay unproven, which rolls back; the statistics
 are tested elsewhere), the registry follows the decision, and the teardown stops the endpoint it
 started, leaving no container behind. The engine's own event stream is the witness that the
@@ -23,14 +25,15 @@ pytestmark = pytest.mark.slow
 
 
 def test_canary_with_the_docker_backend_decides_and_cleans_up(
-    airflow_db: Path, endpoint_image: str, docker_engine: Any,
+    airflow_db: Path, endpoint_image: str, docker_engine: Any, pg_url: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     from pipeline_components.deploy.docker import DockerBackend, endpoint_scope
     from pipeline_components.experiment.state import read_state
 
     world = make_world(tmp_path_factory.mktemp("abx-docker-world"),
-                       **{"serving.backend": "docker", "serving.docker.image": endpoint_image})
+                       **{"serving.backend": "docker", "serving.docker.image": endpoint_image,
+                          "serving.store_url": pg_url, "endpoint.replicas": 2})
     boot = bootstrap(world, "dock-boot")
     assert boot["__run__"] == "success", boot
 
@@ -52,9 +55,16 @@ def test_canary_with_the_docker_backend_decides_and_cleans_up(
                                   filters={"type": "container", "label": endpoint_scope(cfg)})
     seen = [(e["Action"], e["Actor"]["Attributes"]) for e in events]
     started = [a for kind, a in seen if kind == "start"]
-    assert len(started) == 1, seen  # endpoint.replicas = 1
-    assert started[0]["org.abx.experiment"] == "dock-better"
-    assert started[0]["image"] == endpoint_image
-    assert [a["name"] for kind, a in seen if kind == "destroy"] == [started[0]["name"]]
-    log = cfg.state_dir / "endpoints" / cfg.endpoint.name / "replica-0.log"
-    assert "abx endpoint 'abx' replica on" in log.read_text()  # kept after the container went
+    assert len(started) == 2, seen  # endpoint.replicas
+    assert {a["org.abx.experiment"] for a in started} == {"dock-better"}
+    assert {a["image"] for a in started} == {endpoint_image}
+    destroyed = [a["name"] for kind, a in seen if kind == "destroy"]
+    assert sorted(destroyed) == sorted(a["name"] for a in started)
+    for i in (0, 1):  # each replica's output kept after its container went
+        log = cfg.state_dir / "endpoints" / cfg.endpoint.name / f"replica-{i}.log"
+        assert "abx endpoint 'abx' replica on" in log.read_text()
+    # the canary's simulated users went to both replicas, every one answered
+    urls = sorted(f"http://127.0.0.1:{a['org.abx.port']}" for a in started)
+    for step in read_state(cfg, "canary")["steps"]:
+        assert sorted(step["traffic"]["urls"]) == urls
+        assert step["simulation"]["answered"] == step["simulation"]["sent"] == step["requests"]

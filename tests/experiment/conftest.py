@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import socket
 import threading
@@ -54,8 +55,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture()
-def recorder_url() -> Iterator[tuple[str, Recorder]]:
+@contextlib.contextmanager
+def _recorder() -> Iterator[tuple[str, Recorder]]:
+    """A Recorder behind a real uvicorn server on a free loopback port."""
     rec = Recorder()
     app = Starlette(routes=[Route("/predict", rec.predict, methods=["POST"]),
                             Route("/feedback", rec.fb, methods=["POST"])])
@@ -69,6 +71,19 @@ def recorder_url() -> Iterator[tuple[str, Recorder]]:
     yield f"http://127.0.0.1:{port}", rec
     server.should_exit = True
     thread.join(5)
+
+
+@pytest.fixture()
+def recorder_url() -> Iterator[tuple[str, Recorder]]:
+    with _recorder() as got:
+        yield got
+
+
+@pytest.fixture()
+def two_recorders() -> Iterator[list[tuple[str, Recorder]]]:
+    """Two replicas of one endpoint, as far as the simulator can tell."""
+    with _recorder() as a, _recorder() as b:
+        yield [a, b]
 
 
 @pytest.fixture(scope="session")

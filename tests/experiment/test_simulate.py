@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 import pytest
 
@@ -52,10 +54,28 @@ def test_every_user_sent_once_with_feedback(recorder_url: tuple) -> None:
     assert sum(res.per_variant.values()) == 120
 
 
+def test_users_are_spread_over_every_replica_with_their_outcomes(
+        two_recorders: list[tuple[str, Any]]) -> None:
+    users = _users(101)
+    res = simulate_users([u for u, _ in two_recorders], users, rate_per_s=2000, concurrency=4,
+                         progress=False)
+    assert res.sent == res.answered == res.feedback_sent == 101
+    (_, a), (_, b) = two_recorders
+    assert (len(a.predicts), len(b.predicts)) == (51, 50)  # round-robin: user i to replica i % 2
+    sent = sorted(int(p["unit_id"]) for p in a.predicts + b.predicts)
+    assert sent == list(range(101))  # each user exactly once
+    for rec in (a, b):  # an outcome goes to the replica that answered its request
+        assert sorted(f["unit_id"] for f in rec.feedback) == sorted(p["unit_id"]
+                                                                      for p in rec.predicts)
+
+
 def test_refuses_non_loopback_targets() -> None:
     with pytest.raises(ConfigError, match="loopback"):
         simulate_users("http://example.com:80", _users(1), rate_per_s=1, concurrency=1,
                        progress=False)
+    with pytest.raises(ConfigError, match="loopback"):  # every replica is checked
+        simulate_users(["http://127.0.0.1:9", "http://example.com:80"], _users(1), rate_per_s=1,
+                       concurrency=1, progress=False)
 
 
 def test_nothing_answered_is_an_error() -> None:
