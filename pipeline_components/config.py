@@ -213,6 +213,7 @@ class DockerServingConfig(_Section):
     replicas: int = Field(1, ge=1, le=32)  # containers, one port each (host networking)
     cpus: float = Field(1.0, gt=0.0, le=64.0)  # CPU limit per replica
     memory: str = Field("1g", pattern=r"^[0-9]+[bkmg]?$")  # memory limit per replica
+    keep_images: int = Field(3, ge=1, le=100)  # `abx image build` keeps this many newest images
 
 
 class ServingConfig(_Section):

@@ -30,6 +30,7 @@ from pipeline_components.errors import DeploymentError
 
 BASE_IMAGE = "local/debian:bookworm-py311"
 IMAGE_REPO = "abx-endpoint"
+IMAGE_LABEL = "org.abx.component=endpoint"  # set by docker/Dockerfile: marks images abx built
 
 
 @dataclass
@@ -45,6 +46,7 @@ class BuildResult:
     tags: list[str] = field(default_factory=list)
     rebuilt: list[str] = field(default_factory=list)  # steps that ran (not FROM/ARG, not cached)
     log: list[str] = field(default_factory=list)
+    pruned: list[str] = field(default_factory=list)  # older tags removed (keep_images)
 
 
 def rebuilt_steps(lines: list[str]) -> list[str]:
@@ -136,10 +138,52 @@ def git_tag(root: Path = REPO) -> str:
     return f"{sha}-dirty" if dirty else sha
 
 
+def created(stamp: str) -> tuple[str, int]:
+    """A sortable form of Docker's ``Created`` (RFC 3339 with nanoseconds, trailing zeros cut:
+    ``...:05.12Z`` is later than ``...:05.0999Z`` although it sorts before it as text)."""
+    m = re.match(r"^([^.Z+]+)(?:\.(\d+))?", stamp)
+    if m is None:
+        return (stamp, 0)
+    return (m.group(1), int((m.group(2) or "0").ljust(9, "0")[:9]))
+
+
+def prune_images(client: Any, keep: int, repo: str = IMAGE_REPO,
+                 protect: tuple[str, ...] = ()) -> list[str]:
+    """Remove the tags of ``repo`` images abx built (``org.abx.component=endpoint``) beyond the
+    ``keep`` newest images; returns the tags removed.
+
+    Every build of a new commit adds a ~500 MB-looking tag (the dependency layers are shared, the
+    app layer is not), so without this the engine's disk only grows. Never removed: an image
+    without abx's label (someone else's), one tagged ``:latest`` or in ``protect``, and one a
+    container (running or stopped) still uses; the engine itself refuses the last as well.
+    """
+    from docker.errors import APIError, ImageNotFound
+
+    if keep < 1:
+        raise DeploymentError(f"serving.docker.keep_images must be >= 1, got {keep}")
+    images = client.images.list(name=repo, filters={"label": IMAGE_LABEL})
+    images.sort(key=lambda im: created(str(im.attrs.get("Created", ""))), reverse=True)
+    in_use = {c.attrs.get("Image") for c in client.containers.list(all=True)}
+    removed: list[str] = []
+    for image in images[keep:]:
+        tags = [t for t in image.tags if t.rsplit(":", 1)[0] == repo]
+        if image.id in in_use or any(t.endswith(":latest") or t in protect for t in tags):
+            continue
+        for t in tags:
+            try:
+                client.images.remove(t)
+            except (APIError, ImageNotFound):  # in use after all, or gone meanwhile: keep going
+                continue
+            removed.append(t)
+    return removed
+
+
 def build_image(root: Path = REPO, tag: str | None = None, client: Any = None,
-                log: Callable[[str], None] = print, latest: bool = True) -> BuildResult:
+                log: Callable[[str], None] = print, latest: bool = True,
+                keep: int | None = None) -> BuildResult:
     """Build and tag ``abx-endpoint:<git sha>`` (and ``:latest``, the backend's default image);
-    returns a BuildResult saying which steps were rebuilt."""
+    with ``keep``, remove older abx-built tags beyond the ``keep`` newest images
+    (``serving.docker.keep_images``). Returns a BuildResult saying which steps were rebuilt."""
     client = client or docker_client()
     base = ensure_base(client, root)
     download_wheels(root, log)
@@ -166,6 +210,10 @@ def build_image(root: Path = REPO, tag: str | None = None, client: Any = None,
         tags.append(f"{IMAGE_REPO}:latest")
     steps = sum(1 for line in lines if line.startswith("Step "))
     cached = sum(1 for line in lines if "Using cache" in line)
+    seconds = time.monotonic() - t0
+    pruned = prune_images(client, keep, tag.rsplit(":", 1)[0], tuple(tags)) if keep else []
+    for t in pruned:
+        log(f"image: removed old tag {t} (serving.docker.keep_images={keep})")
     return BuildResult(tag=tag, image_id=image_id or image.id, size_bytes=int(image.attrs["Size"]),
-                       steps=steps, cached_steps=cached, seconds=time.monotonic() - t0,
-                       tags=tags, rebuilt=rebuilt_steps(lines), log=lines)
+                       steps=steps, cached_steps=cached, seconds=seconds,
+                       tags=tags, rebuilt=rebuilt_steps(lines), log=lines, pruned=pruned)

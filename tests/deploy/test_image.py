@@ -10,7 +10,16 @@ from typing import Any
 
 import pytest
 
-from pipeline_components.deploy.image import IMAGE_REPO, build_image, core_requirements, git_tag
+from pipeline_components.deploy.image import (
+    BASE_IMAGE,
+    IMAGE_REPO,
+    build_image,
+    core_requirements,
+    created,
+    git_tag,
+    prune_images,
+)
+from pipeline_components.errors import DeploymentError
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -79,3 +88,43 @@ def test_rebuild_after_a_code_change_reuses_the_dependency_layers(
         assert out == marker
     finally:
         docker_engine.images.remove(tag, force=True)
+
+
+def test_docker_timestamps_sort_by_time_not_text() -> None:
+    stamps = ["2026-12-02T01:00:05.12Z", "2026-12-02T01:00:05.0999Z", "2026-12-02T01:00:05Z",
+              "2026-12-02T01:00:04.999999999Z"]
+    assert sorted(stamps, key=created) == [stamps[3], stamps[2], stamps[1], stamps[0]]
+
+
+def test_prune_keeps_the_newest_abx_images_and_never_a_foreign_or_used_one(
+    docker_engine: Any, endpoint_image: str
+) -> None:
+    """Images built in order: one a container uses, one without abx's label (same repository),
+    an old one tagged latest, then three more; keep=2 removes only the one in between."""
+    import io
+
+    repo = f"abx-endpoint-prune-{uuid.uuid4().hex[:8]}"
+
+    def make(name: str, base: str = endpoint_image) -> str:
+        dockerfile = f"FROM {base}\nLABEL org.abx.test-prune={repo}-{name}\n"
+        docker_engine.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=f"{repo}:{name}",
+                                   pull=False, rm=True, network_mode="host")
+        return f"{repo}:{name}"
+
+    used = make("used")
+    holder = docker_engine.containers.create(used, ["endpoint", "serve", "--help"])
+    foreign = make("foreign", BASE_IMAGE)  # no org.abx.component label: not abx's
+    old = make("old")
+    docker_engine.images.get(old).tag(repo, "latest")
+    v1, v2, v3 = make("v1"), make("v2"), make("v3")
+    try:
+        with pytest.raises(DeploymentError, match="keep_images"):
+            prune_images(docker_engine, 0, repo)
+        assert prune_images(docker_engine, 2, repo) == [v1]
+        left = {t for im in docker_engine.images.list(name=repo) for t in im.tags}
+        assert left == {used, foreign, old, f"{repo}:latest", v2, v3}
+        assert prune_images(docker_engine, 2, repo) == []  # nothing more to do
+    finally:
+        holder.remove(force=True)
+        for image in docker_engine.images.list(name=repo):
+            docker_engine.images.remove(image.id, force=True)
