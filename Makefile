@@ -32,7 +32,7 @@ demo: install
 test: install services
 	$(BIN)/ruff check pipeline_components dags tests benchmarks
 	$(BIN)/mypy pipeline_components
-	$(BIN)/python -m pytest -q --timeout=900
+	$(BIN)/python -m pytest -q --timeout=900 --durations=15
 
 lint: install
 	$(BIN)/ruff check .
