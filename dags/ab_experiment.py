@@ -72,6 +72,12 @@ SCHEDULE = schedule_from(os.environ.get("ABX_SCHEDULE", _P.get("experiment", {})
 # How often the canary sensor looks at the log; between looks it holds no worker slot.
 POKE_S = float(os.environ.get("ABX_CANARY_POKE_S")
                or _P.get("canary", {}).get("poke_interval_s") or 30)
+# Airflow pools (created by scripts/scale-demo.sh): training and the canary each get their own
+# slots, so a long training cannot starve a running canary of workers nor the other way round.
+# Unset: Airflow's default_pool (dag.test, `abx run`).
+POOLS = {"train": os.environ.get("ABX_POOL_TRAINING") or "default_pool",
+         "deploy_canary": os.environ.get("ABX_POOL_CANARY") or "default_pool",
+         "canary": os.environ.get("ABX_POOL_CANARY") or "default_pool"}
 DATA_ASSET = Asset(name="abx_data_version", uri="abx://data/features")
 CHAMPION_ASSET = Asset(name="abx_champion_model", uri="abx://registry/champion")
 # Errors a retry cannot fix (bad config, bad data, a missing model, a refused promotion, an alias
@@ -169,8 +175,9 @@ def step_task(step: Step) -> Any:
         return task.branch(task_id=step.name)(fn)
     if step.kind == "sensor":
         return task.sensor(task_id=step.name, poke_interval=POKE_S, timeout=timedelta(days=30),
-                           mode="reschedule")(fn)
+                           mode="reschedule", pool=POOLS.get(step.name, "default_pool"))(fn)
     return task(task_id=step.name, trigger_rule=step.trigger_rule,
+                pool=POOLS.get(step.name, "default_pool"),
                 outlets=[ASSETS[step.asset]] if step.asset else [],
                 map_index_template="{{ task.op_kwargs['item'] }}" if step.map_over else None)(fn)
 

@@ -1,7 +1,8 @@
 """Trigger a DAG run through Airflow's REST API the way the UI does, and wait for it.
 
-Usage: python scripts/airflow_rest.py API_URL PASSWORDS_FILE DAG_ID CONF_JSON [TIMEOUT_S]
-Prints the run's id and final state; exit 0 on success, 1 on a failed run, 2 on a timeout.
+Usage: python scripts/airflow_rest.py API_URL PASSWORDS_FILE DAG_ID CONF_JSON [TIMEOUT_S] [OUT_JSON]
+Prints the run's id and final state; exit 0 on success, 1 on a failed run, 2 on a timeout. With
+OUT_JSON, writes the run (state, start/end) and every task instance's timing there.
 """
 
 from __future__ import annotations
@@ -31,6 +32,18 @@ def token(api: str, passwords: Path, timeout_s: float = 300.0) -> str:
             last = str(exc)
         time.sleep(2)
     raise SystemExit(f"airflow API at {api} gave no token after {timeout_s:.0f} s: {last}")
+
+
+def save_timings(c: httpx.Client, dag_id: str, run_id: str, out: Path) -> None:
+    """The run's and each task instance's state, start, end and duration, as the API reports."""
+    run = c.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}").json()
+    tis = c.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances",
+                params={"limit": 1000}).json()["task_instances"]
+    keep = ("task_id", "map_index", "state", "start_date", "end_date", "duration", "hostname",
+            "pool", "try_number")
+    out.write_text(json.dumps({"run": {k: run.get(k) for k in ("dag_run_id", "state",
+                                                                "start_date", "end_date")},
+                               "tasks": [{k: t.get(k) for k in keep} for t in tis]}, indent=2))
 
 
 def main() -> int:
@@ -68,6 +81,8 @@ def main() -> int:
             if state in ("success", "failed"):
                 break
             time.sleep(3)
+        if len(sys.argv) > 6:
+            save_timings(c, dag_id, run_id, Path(sys.argv[6]))
     print(f"scale-demo: run {run_id} finished: state={state}", flush=True)
     return 0 if state == "success" else (1 if state == "failed" else 2)
 

@@ -10,13 +10,17 @@
 # then an experiment; each waited for. Everything started here is stopped at the end (by pid), and
 # the run's databases are dropped (SCALE_KEEP=1 keeps them and $RUN).
 #
-# Knobs: SCALE_TRIALS (3), SCALE_FAMILIES (["logreg", "extra_trees"]), SCALE_TIMEOUT_S (2400).
+# Knobs: SCALE_TRIALS (3), SCALE_FAMILIES (["logreg", "extra_trees"]), SCALE_TIMEOUT_S (2400),
+# SCALE_WORKERS (2 Celery workers; 1 for the comparison in benchmarks/results/scale-out-*.txt).
+# Airflow pools abx_training (train tasks) and abx_canary (deploy_canary, canary) are created
+# here and named to the DAG by ABX_POOL_TRAINING / ABX_POOL_CANARY.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
 export PATH="$ROOT/.venv/bin:$PATH"
 export MLFLOW_DISABLE_TELEMETRY=true DVC_NO_ANALYTICS=1 GX_ANALYTICS_ENABLED=false DO_NOT_TRACK=1
 export OMP_NUM_THREADS=1 PYTHONWARNINGS=ignore
+export ABX_CANARY_POKE_S="${ABX_CANARY_POKE_S:-2}"  # the canary sensor looks every 2 s (production: 30 s)
 STAMP="$(date -u +%Y%m%dT%H%M%S)"
 RUN="$ROOT/.abx/scale/$STAMP"
 PG="postgresql+psycopg://postgres@127.0.0.1:5432"
@@ -104,15 +108,22 @@ export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://127.0.0.1:$APORT/executio
 export AIRFLOW__API_AUTH__JWT_SECRET="$(python -c 'import secrets; print(secrets.token_urlsafe(32))')"
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="admin:admin"
 export AIRFLOW__LOGGING__LOGGING_LEVEL=WARNING
+export ABX_POOL_TRAINING=abx_training ABX_POOL_CANARY=abx_canary
 mkdir -p "$AIRFLOW_HOME"
 echo "scale-demo: airflow db migrate (PostgreSQL $DB_AF)"
 airflow db migrate >"$RUN/logs/migrate.log" 2>&1
-echo "scale-demo: api-server :$APORT, scheduler, dag-processor, 2 Celery workers (Redis db 11)"
+# Pools: training and the canary never starve each other of worker slots (docs/scale-out.md)
+airflow pools set abx_training 2 "abx train tasks (one per model family)" >>"$RUN/logs/migrate.log" 2>&1
+airflow pools set abx_canary 2 "abx deploy_canary and the canary sensor" >>"$RUN/logs/migrate.log" 2>&1
+WORKERS="${SCALE_WORKERS:-2}"
+echo "scale-demo: api-server :$APORT, scheduler, dag-processor, $WORKERS Celery worker(s) (Redis db 11)"
 start api airflow api-server --port "$APORT"
 start scheduler airflow scheduler
 start dag-processor airflow dag-processor
 AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=$LOG1 start worker1 airflow celery worker -H "w1@%h"
-AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=$LOG2 start worker2 airflow celery worker -H "w2@%h"
+if [ "$WORKERS" -ge 2 ]; then
+  AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=$LOG2 start worker2 airflow celery worker -H "w2@%h"
+fi
 
 API="http://127.0.0.1:$APORT"
 PW="$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
@@ -125,13 +136,13 @@ python scripts/airflow_rest.py "$API" "$PW" ab_experiment "$(cat <<EOF
    "C": {"type": "categorical", "choices": [0.0001]},
    "class_weight": {"type": "categorical", "choices": ["balanced"]}}}}}
 EOF
-)" "$TIMEOUT"
+)" "$TIMEOUT" "$RUN/boot-timings.json"
 rc=0
 python scripts/airflow_rest.py "$API" "$PW" ab_experiment "$(cat <<EOF
 {"experiment_id": "$exp", "families": $FAMILIES, "n_trials": $TRIALS, "canary_steps": [0.5],
  "min_samples": 540, "rate_per_s": 500, "overrides": {"training.cv_folds": 2}}
 EOF
-)" "$TIMEOUT" || rc=$?
+)" "$TIMEOUT" "$RUN/timings.json" || rc=$?
 
 python - "$RUN/state/experiments/$exp/run" "$t_start" <<'EOF'
 import json, sys, time
@@ -142,7 +153,8 @@ dep = json.loads((run / "deployment.json").read_text()) if (run / "deployment.js
 print("\n================ abx scale-out demo summary ================")
 print(f"decision   : {rep.get('action', 'unknown (see the logs)')}; "
       f"champion after: v{rep.get('champion_after', '?')}")
-print(f"replicas   : {len(dep.get('replicas', []))} containers ({dep.get('backend', '?')} backend)")
+print(f"replicas   : {len(dep.get('urls', []))} endpoint replicas {dep.get('urls', [])} "
+      f"(started by this run: {dep.get('started_endpoint')})")
 print(f"report     : {rep.get('html', '-')}")
 print(f"total time : {time.time() - float(sys.argv[2]):.0f} s")
 EOF

@@ -137,3 +137,23 @@ def test_schedule_can_be_switched_off(value: str | None, expected: str | None) -
         sys.path.remove(str(DAGS))
     got = schedule_from(value)
     assert (got.expression if got is not None else None) == expected
+
+
+def test_training_and_canary_tasks_use_their_pools(monkeypatch: pytest.MonkeyPatch,
+                                                   airflow_db: Path) -> None:
+    """scripts/scale-demo.sh names the pools by environment when the DAG is parsed."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("ABX_POOL_TRAINING", "abx_training")
+    monkeypatch.setenv("ABX_POOL_CANARY", "abx_canary")
+    bag = DagBag(dag_folder=str(DAGS))
+    assert bag.import_errors == {}
+    pools = {t.task_id: t.pool for t in bag.get_dag("ab_experiment").tasks}
+    assert pools["train"] == "abx_training"
+    assert pools["deploy_canary"] == pools["canary"] == "abx_canary"
+    assert {p for k, p in pools.items() if k not in ("train", "deploy_canary", "canary")} == \
+        {"default_pool"}
+
+
+def test_without_pool_names_every_task_uses_the_default_pool(dag: Any) -> None:
+    assert {t.pool for t in dag.tasks} == {"default_pool"}
