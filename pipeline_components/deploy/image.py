@@ -138,6 +138,28 @@ def git_tag(root: Path = REPO) -> str:
     return f"{sha}-dirty" if dirty else sha
 
 
+def context_copy(dest: Path, files: dict[str, str], root: Path = REPO) -> Path:
+    """A copy of ``root``'s build context at ``dest`` plus ``files`` (relative path -> text): what
+    a code-only change looks like to the builder (tests and benchmarks/image_build.py). The
+    wheels are hard links: the same bytes, so the wheels layer's checksum matches the cached one.
+    """
+    import shutil
+
+    dest.mkdir(parents=True)
+    for name in ("pyproject.toml", "constraints.txt", ".dockerignore"):
+        shutil.copy2(root / name, dest / name)
+    shutil.copytree(root / "scripts", dest / "scripts")
+    shutil.copytree(root / "pipeline_components", dest / "pipeline_components",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (dest / "docker").mkdir()
+    shutil.copy2(root / "docker" / "Dockerfile", dest / "docker" / "Dockerfile")
+    subprocess.run(["cp", "-al", str(root / "docker" / "wheels"), str(dest / "docker")],
+                   check=True)
+    for rel, text in files.items():
+        (dest / rel).write_text(text)
+    return dest
+
+
 def created(stamp: str) -> tuple[str, int]:
     """A sortable form of Docker's ``Created`` (RFC 3339 with nanoseconds, trailing zeros cut:
     ``...:05.12Z`` is later than ``...:05.0999Z`` although it sorts before it as text)."""
@@ -180,10 +202,11 @@ def prune_images(client: Any, keep: int, repo: str = IMAGE_REPO,
 
 def build_image(root: Path = REPO, tag: str | None = None, client: Any = None,
                 log: Callable[[str], None] = print, latest: bool = True,
-                keep: int | None = None) -> BuildResult:
+                keep: int | None = None, nocache: bool = False) -> BuildResult:
     """Build and tag ``abx-endpoint:<git sha>`` (and ``:latest``, the backend's default image);
     with ``keep``, remove older abx-built tags beyond the ``keep`` newest images
-    (``serving.docker.keep_images``). Returns a BuildResult saying which steps were rebuilt."""
+    (``serving.docker.keep_images``). ``nocache`` rebuilds every layer (a cold build, for
+    benchmarks/image_build.py). Returns a BuildResult saying which steps were rebuilt."""
     client = client or docker_client()
     base = ensure_base(client, root)
     download_wheels(root, log)
@@ -192,7 +215,7 @@ def build_image(root: Path = REPO, tag: str | None = None, client: Any = None,
     lines: list[str] = []
     stream = client.api.build(path=str(root), dockerfile="docker/Dockerfile", tag=tag,
                               buildargs={"BASE": base}, network_mode="host", pull=False,
-                              rm=True, forcerm=True, decode=True)
+                              rm=True, forcerm=True, decode=True, nocache=nocache)
     for chunk in stream:
         if "error" in chunk:
             raise DeploymentError(f"docker build of {tag} failed: {chunk['error'].strip()}\n"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
@@ -14,6 +12,7 @@ from pipeline_components.deploy.image import (
     BASE_IMAGE,
     IMAGE_REPO,
     build_image,
+    context_copy,
     core_requirements,
     created,
     git_tag,
@@ -64,19 +63,9 @@ def test_image_is_tagged_by_commit_and_holds_only_the_endpoint(
 def test_rebuild_after_a_code_change_reuses_the_dependency_layers(
     docker_engine: Any, endpoint_image: str, tmp_path: Path
 ) -> None:
-    ctx = tmp_path / "ctx"
-    for name in ("pyproject.toml", "constraints.txt", ".dockerignore"):
-        ctx.mkdir(exist_ok=True)
-        shutil.copy2(REPO / name, ctx / name)
-    shutil.copytree(REPO / "scripts", ctx / "scripts")
-    shutil.copytree(REPO / "pipeline_components", ctx / "pipeline_components",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    (ctx / "docker").mkdir()
-    shutil.copy2(REPO / "docker" / "Dockerfile", ctx / "docker" / "Dockerfile")
-    # Hard links: the same wheel bytes, so the wheels layer's checksum matches the cached one.
-    subprocess.run(["cp", "-al", str(REPO / "docker" / "wheels"), str(ctx / "docker")], check=True)
     marker = uuid.uuid4().hex
-    (ctx / "pipeline_components" / "_build_marker.py").write_text(f"MARKER = {marker!r}\n")
+    ctx = context_copy(tmp_path / "ctx",
+                       {"pipeline_components/_build_marker.py": f"MARKER = {marker!r}\n"}, REPO)
     tag = f"{IMAGE_REPO}:test-{marker[:8]}"
     try:
         res = build_image(ctx, tag=tag, client=docker_engine, log=lambda m: None, latest=False)
