@@ -9,9 +9,9 @@ already on the machine, as after the first `abx image build`):
 * **warm, code change**: a copy of the context with one new module in ``pipeline_components/``:
   only the app layer and what follows it may run.
 
-Each build gets its own throwaway tag (removed afterwards, the cold build's layers too); the
-project's own tags are not touched. Build times depend on the machine's load: the load average
-is printed before and after. Needs the private engine (scripts/dockerd.sh).
+Each build gets its own throwaway tag (removed afterwards, with the untagged builder stage the
+cold build leaves); the project's own tags and older untagged images are not touched. Build times
+depend on the machine's load: the load average is printed before and after. Needs the private engine (scripts/dockerd.sh).
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     quiet = lambda m: None  # noqa: E731
     mark = uuid.uuid4().hex[:8]
     tags: list[str] = []
+    dangling = {im.id for im in client.images.list(filters={"dangling": True})}
     work = Path(tempfile.mkdtemp(prefix="abx-bench-image-"))
     print(f"load before {_load()}; base {BASE_IMAGE}: "
           f"{client.images.get(BASE_IMAGE).attrs['Size'] / 1e6:.0f} MB", flush=True)
@@ -88,6 +89,13 @@ def main(argv: list[str] | None = None) -> None:
                 client.images.remove(tag, force=True)
             except Exception:  # already gone
                 pass
+        # the cold build's builder stage is left untagged: remove what this run left, nothing else
+        for im in client.images.list(filters={"dangling": True}):
+            if im.id not in dangling:
+                try:
+                    client.images.remove(im.id)
+                except Exception:  # a parent of another image, or gone: leave it
+                    pass
         shutil.rmtree(work, ignore_errors=True)
 
 
