@@ -11,7 +11,8 @@ already on the machine, as after the first `abx image build`):
 
 Each build gets its own throwaway tag (removed afterwards, with the untagged builder stage the
 cold build leaves); the project's own tags and older untagged images are not touched. Build times
-depend on the machine's load: the load average is printed before and after. Needs the private engine (scripts/dockerd.sh).
+depend on the machine's load: the load average is printed before and after. Needs the private
+engine (scripts/dockerd.sh).
 """
 
 from __future__ import annotations
