@@ -156,8 +156,6 @@ def create_endpoint_app(cfg: Config, url: str) -> FastAPI:
             yield
         finally:
             deadline = time.monotonic() + shutdown_budget(s.shutdown_grace_s)[1]
-            if app.state.batcher is not None:
-                await app.state.batcher.close()
             follower.stop()
             rt.close(deadline)
             log.info("endpoint replica %s stopped; rows written: %s", replica_id, writer.written)
