@@ -43,6 +43,7 @@ def test_2_truly_better_challenger_is_promoted(world: dict[str, Any]) -> None:
     states = run(world, "e2e-better", families=["logreg"], n_trials=2)
     assert states["__run__"] == "success", states
     assert states["promote"] == "success" and states["rollback"] == "skipped"
+    assert states["__retried__"] == ""
     assert states["cleanup"] == "success" and states["report"] == "success"
     cfg = cfg_of(world, "e2e-better")
     decision = read_state(cfg, "decision")
@@ -62,6 +63,7 @@ def test_3_failing_challenger_is_rolled_back(world: dict[str, Any]) -> None:
                  overrides={"faults.challenger_failure_rate": 1.0, "registry.gate_margin": -1.0})
     assert states["__run__"] == "success", states
     assert states["rollback"] == "success" and states["promote"] == "skipped"
+    assert states["__retried__"] == ""  # e.g. deploy_canary waiting on a replica already gone
     decision = read_state(cfg_of(world, "e2e-failing"), "decision")
     assert decision["action"] == "rollback"
     assert decision["reasons"][0]["code"] == "BREAKER"
