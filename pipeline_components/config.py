@@ -345,6 +345,16 @@ class AnalysisConfig(_Section):
 
 
 # --------------------------------------------------------------------------- simulator / report
+def reward_rates_problem(base_rate: float, lift: float) -> str | None:
+    """Why ``base_rate`` (champion) and ``base_rate + lift`` (other variants) are not both
+    reward probabilities, or None: the one rule of the simulator's known truth."""
+    if 0.0 < base_rate < 1.0 and 0.0 <= base_rate + lift <= 1.0:
+        return None
+    return (f"base_rate {base_rate:g} + true_lift {lift:g} = {base_rate + lift:g}: "
+            f"simulator.base_rate + simulator.true_lift must be a probability (0..1), "
+            f"with base_rate in (0, 1)")
+
+
 class SimulatorConfig(_Section):
     rate_per_s: float = Field(200.0, gt=0.0)
     concurrency: int = Field(8, ge=1, le=256)
@@ -359,10 +369,10 @@ class SimulatorConfig(_Section):
 
     @model_validator(mode="after")
     def _rates_are_probabilities(self) -> SimulatorConfig:
-        if self.true_lift is not None and not 0.0 <= self.base_rate + self.true_lift <= 1.0:
-            raise ValueError(
-                f"simulator.base_rate + simulator.true_lift = "
-                f"{self.base_rate + self.true_lift:g} is not a probability (0..1)")
+        problem = None if self.true_lift is None else reward_rates_problem(self.base_rate,
+                                                                            self.true_lift)
+        if problem:
+            raise ValueError(problem)
         return self
 
 

@@ -32,7 +32,7 @@ from urllib.parse import urlparse
 import httpx
 
 from pipeline_components.aliases import CHAMPION
-from pipeline_components.config import Config
+from pipeline_components.config import Config, reward_rates_problem
 from pipeline_components.errors import ConfigError, DeploymentError
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
@@ -83,9 +83,9 @@ class KnownLift:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.base_rate + self.lift <= 1.0 or not 0.0 < self.base_rate < 1.0:
-            raise ConfigError(f"simulator: base_rate {self.base_rate:g} + true_lift "
-                              f"{self.lift:g} is not a probability (0..1)")
+        problem = reward_rates_problem(self.base_rate, self.lift)
+        if problem:
+            raise ConfigError(f"simulator: {problem}")
 
     def uniform(self, unit_id: str) -> float:
         """A uniform draw in [0, 1) fixed by the seed and the user (not by the variant)."""
